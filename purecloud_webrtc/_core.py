@@ -1,0 +1,540 @@
+"""The SDK core: one asyncio loop on a named thread that owns all protocol state.
+
+The XMPP stream, XEP-0353 pending sessions, Jingle sessions and aiortc peer
+connections live here and are touched only from the core thread
+(``pcw-core-N``).  Caller threads reach it through :meth:`Core.call`
+(``run_coroutine_threadsafe(...).result(timeout)``); the WebSocket thread
+reaches it with ``call_soon_threadsafe``; blocking work (REST, opening audio
+devices, joining worker threads) goes to a small executor (``pcw-io-N``).
+Events leave through the SDK's dispatcher; no user code runs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import itertools
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, TypeVar
+
+from . import _ice
+from . import _xml as X
+from ._xml import NS, Element, element, q
+from .errors import (
+    AuthenticationError,
+    ClosedError,
+    ConnectionFailedError,
+    OperationTimeoutError,
+    PureCloudWebrtcError,
+    SessionNotFoundError,
+    SessionStateError,
+    SignalingError,
+    UsageError,
+)
+from .events import PendingSession
+from .jingle.messages import build_jmi, parse_jmi, unknown_session_error
+from .jingle.session import JingleSession, SessionState
+from .xmpp.stream import Jid, XmppStream, error_reply, result_reply
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sdk import PureCloudWebrtcSdk
+
+__all__ = ["Core", "AcceptOptions"]
+
+T = TypeVar("T")
+_ids = itertools.count(1)
+
+
+@dataclass
+class AcceptOptions:
+    """What ``accept_pending_session`` asked for, applied when the session-initiate arrives."""
+
+    source: Any = None
+    sink: Any = None
+    auto_start_media: bool = True
+    auto_connect_session: Optional[bool] = None
+
+
+@dataclass
+class _Pending:
+    info: PendingSession
+    proceeded: bool = False
+    options: AcceptOptions = field(default_factory=AcceptOptions)
+    aliases: List[str] = field(default_factory=list)
+
+
+class Core:
+    """Owns the loop thread and every piece of protocol state of one SDK."""
+
+    def __init__(self, sdk: "PureCloudWebrtcSdk") -> None:
+        self.sdk = sdk
+        self.options = sdk.options
+        self.log: logging.Logger = sdk.log
+        self.api = sdk.api
+        n = next(_ids)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name=f"pcw-core-{n}", daemon=True)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"pcw-io-{n}")
+        self.stream: Optional[XmppStream] = None
+        self.old_streams: List[XmppStream] = []
+        self.me: Optional[Dict[str, Any]] = None
+        self.jid: Optional[Jid] = None
+        self.resource = self.options.jid_resource or f"purecloud-webrtc-sdk-{uuid.uuid4()}"
+        self.pending: Dict[str, _Pending] = {}
+        self.sessions: Dict[str, JingleSession] = {}
+        self.ice_servers: List[Dict[str, Any]] = list(self.options.ice_servers or [])
+        self.ice_transport_policy = self.options.ice_transport_policy
+        self.state = "idle"
+        self.closing = False
+        self._reconnect_task: Optional[asyncio.Task[None]] = None
+        self._ice_refresh_task: Optional[asyncio.Task[None]] = None
+        self._started = threading.Event()
+
+    # -- the loop thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+        self._started.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        if self.options.ice_host_addresses is not None:
+            _ice.restrict_host_addresses(self.loop, self.options.ice_host_addresses)
+        self.loop.call_soon(self._started.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.wait(pending, timeout=2))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                _ice.release_host_addresses(self.loop)
+                self.loop.close()
+
+    def on_core_thread(self) -> bool:
+        return threading.current_thread() is self.thread
+
+    def call(self, make: Callable[[], Awaitable[T]], timeout: Optional[float], what: str) -> T:
+        """Run the coroutine made by ``make`` on the core loop and wait for its result (caller threads only)."""
+        if self.on_core_thread():
+            raise UsageError(f"{what} cannot block the SDK's core thread")
+        if not self.thread.is_alive() or self.loop.is_closed():
+            raise ClosedError(f"{what}: the SDK is closed")
+
+        async def runner() -> T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise OperationTimeoutError(what, timeout) from None
+        except concurrent.futures.CancelledError:
+            raise ClosedError(f"{what}: the SDK closed while waiting") from None
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking ``fn`` on the I/O executor without blocking the loop."""
+        return await self.loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def trace(self, level: str, message: str, details: Optional[Dict[str, Any]] = None) -> None:
+        """Log ``message`` and emit it as a ``trace`` event."""
+        self.log.log(getattr(logging, level.upper(), logging.INFO), "%s", message)
+        self.sdk._emit("trace", level, message, details or {})
+
+    def report_error(self, error: BaseException, details: Optional[Dict[str, Any]] = None) -> None:
+        """An error nobody waits for: log it and emit the ``error`` event."""
+        self.log.warning("%s: %s", type(error).__name__, error)
+        self.sdk._emit("error", error, details or {})
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def connect(self, reconnect: bool = False) -> None:
+        """REST user + channel, WebSocket, SASL, bind, ICE servers, pings; then ``connected``."""
+        if self.closing:
+            raise ClosedError("the SDK is closed")
+        self.state = "connecting"
+        if self.me is None:
+            self.me = await self.run_blocking(self.api.get_me)
+            self.jid = Jid.parse(self.me["chat"]["jabberId"]).bare
+        assert self.jid is not None
+        channel = await self.run_blocking(self.api.create_streaming_channel)
+        url = f"{self.options.streaming_base_url.rstrip('/')}/stream/channels/{channel['id']}"
+        stream = XmppStream(
+            self.loop,
+            url=url,
+            jid=self.jid,
+            password=lambda: "authKey:" + self.api.access_token,
+            resource=self.resource,
+            on_message=self._on_message,
+            on_iq=self._on_iq,
+            on_closed=lambda reason: self._on_stream_closed(stream, reason),
+            connect_timeout=self.options.connect_timeout,
+            iq_timeout=self.options.iq_timeout,
+            ping_interval=self.options.ping_interval,
+        )
+        stream.on_bad_input = lambda exc, text: self.report_error(
+            SignalingError(f"bad input from the server: {exc}"), {"frame": text[:500]})
+        self.stream = stream
+        await stream.connect()
+        try:
+            if self.options.ice_servers is None:
+                await self.refresh_ice_servers()
+        except BaseException:
+            stream.abort("ICE server discovery failed")
+            raise
+        stream.start_pings()
+        self.state = "connected"
+        if self.options.ice_servers is None and self._ice_refresh_task is None:
+            self._ice_refresh_task = self.loop.create_task(self._refresh_ice_periodically())
+        self.trace("info", f"connected as {stream.full_jid}", {"jid": str(stream.full_jid), "reconnect": reconnect})
+        self.sdk._emit("connected", {"reconnect": reconnect, "jid": str(stream.full_jid)})
+
+    async def refresh_ice_servers(self) -> None:
+        """XEP-0215 ``turn`` and ``stun`` queries to the user's domain (PROTOCOL.md §2.8)."""
+        assert self.stream is not None and self.jid is not None
+
+        async def query(kind: str) -> List[Dict[str, Any]]:
+            iq = element(q("client", "iq"), {"type": "get", "to": self.jid.domain},  # type: ignore[union-attr]
+                         element(q("extdisco", "services"), {"type": kind}))
+            result = await self.stream.iq(iq)  # type: ignore[union-attr]
+            services = result.find(q("extdisco", "services"))
+            return [dict(s.attrib) for s in X.findall(services, "extdisco", "service")]
+
+        turn, stun = await asyncio.gather(query("turn"), query("stun"))
+        self.ice_servers = _ice.ice_servers_from_services(turn, stun)
+        # No STUN but TURN: the service asks for relay only (webRtcForceTurn, PROTOCOL.md §2.8).  With no
+        # server at all the official client would gather nothing and carry no audio; we keep host candidates.
+        if turn and not stun:
+            self.ice_transport_policy = "relay"
+        else:
+            self.ice_transport_policy = self.options.ice_transport_policy
+        self.trace("debug", f"ICE servers: {len(turn)} TURN, {len(stun)} STUN; policy {self.ice_transport_policy}",
+                   {"turn": len(turn), "stun": len(stun)})
+
+    async def _refresh_ice_periodically(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(self.options.ice_refresh_interval)
+            if self.state == "connected":
+                try:
+                    await self.refresh_ice_servers()
+                except Exception as exc:  # credentials stay as they were; try again next time
+                    self.trace("warning", f"ICE server refresh failed: {exc}")
+
+    def _on_stream_closed(self, stream: XmppStream, reason: str) -> None:
+        if stream is not self.stream:
+            return
+        self.state = "disconnected"
+        will_reconnect = self.options.reconnect and not self.closing and not self.sdk._user_disconnected
+        self.trace("warning", f"streaming connection lost: {reason}", {"reason": reason})
+        self.sdk._emit("disconnected", {"reason": reason, "reconnecting": will_reconnect})
+        if not self.options.session_survivability:
+            self.end_all_sessions_locally("connectivity-error")
+        if will_reconnect and self._reconnect_task is None:
+            self._reconnect_task = self.loop.create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        delay = self.options.reconnect_initial_delay
+        attempt = 0
+        try:
+            while not self.closing and not self.sdk._user_disconnected:
+                attempt += 1
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                if self.closing or self.sdk._user_disconnected:
+                    return
+                try:
+                    await self.connect(reconnect=True)
+                    return
+                except AuthenticationError as exc:
+                    # A refused token will not get better by hammering the service.
+                    self.state = "disconnected"
+                    self.report_error(exc, {"attempt": attempt})
+                    self.sdk._emit("disconnected", {"reason": str(exc), "reconnecting": False})
+                    return
+                except PureCloudWebrtcError as exc:
+                    self.state = "disconnected"
+                    self.trace("warning", f"reconnect attempt {attempt} failed: {exc}")
+                delay = min(delay * 2, self.options.reconnect_max_delay)
+        finally:
+            self._reconnect_task = None
+
+    async def disconnect(self) -> None:
+        """Close the stream on purpose (no reconnect)."""
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+            self._reconnect_task = None
+        stream = self.stream
+        if stream is not None and stream.state in ("connected", "connecting"):
+            await stream.close()
+        if self.state != "idle":
+            self.state = "disconnected"
+
+    def end_all_sessions_locally(self, reason: str) -> None:
+        for session in list(self.sessions.values()):
+            self.loop.create_task(session.finish(reason, send=False))
+        for sid, entry in list(self.pending.items()):
+            if sid == entry.info.id:
+                self.sdk._emit("cancelPendingSession", sid)
+        self.pending.clear()
+
+    async def shutdown(self) -> None:
+        """End every session (telling the peer when possible) and close the stream."""
+        self.closing = True
+        for task in (self._reconnect_task, self._ice_refresh_task):
+            if task is not None:
+                task.cancel()
+        connected = self.stream is not None and self.stream.state == "connected"
+        await asyncio.gather(*(s.finish("success", send=connected) for s in list(self.sessions.values())),
+                             return_exceptions=True)
+        self.pending.clear()
+        if connected:
+            # Let the terminate IQs leave before the <close/>.
+            await asyncio.sleep(0.05)
+        if self.stream is not None:
+            await self.stream.close(timeout=0.5)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send(self, el: Element) -> None:
+        if self.stream is None:
+            raise ConnectionFailedError("not connected")
+        self.stream.send(el)
+
+    def send_iq_nowait(self, el: Element, on_error: Optional[Callable[[Exception], None]] = None) -> None:
+        if self.stream is None:
+            raise ConnectionFailedError("not connected")
+        self.stream.send_iq_nowait(el, on_error)
+
+    @property
+    def full_jid(self) -> Optional[str]:
+        if self.stream is None or self.stream.full_jid is None:
+            return None
+        return str(self.stream.full_jid)
+
+    # -- XEP-0353 ------------------------------------------------------------------------------
+
+    def _find_pending(self, sid: str) -> Optional[_Pending]:
+        return self.pending.get(sid)
+
+    def _drop_pending(self, entry: _Pending) -> None:
+        for key in [entry.info.id, *entry.aliases]:
+            self.pending.pop(key, None)
+
+    def _on_message(self, el: Element) -> None:
+        try:
+            jmi = parse_jmi(el)
+        except ValueError as exc:
+            self.report_error(SignalingError(str(exc)), {"stanza": X.to_string(el)[:500]})
+            return
+        if jmi is None:
+            return
+        own = self.full_jid
+        if jmi.from_jid and jmi.from_jid == own:
+            return  # our own bare-JID fan-out echo (PROTOCOL.md §3.3)
+        if jmi.action == "propose":
+            self._on_propose(jmi)
+        elif jmi.action == "retract":
+            entry = self._find_pending(jmi.id)
+            if entry is not None:
+                self._drop_pending(entry)
+                self.trace("info", f"pending session {entry.info.id} retracted", {"id": entry.info.id})
+                self.sdk._emit("cancelPendingSession", entry.info.id)
+        elif jmi.action in ("accept", "reject"):
+            entry = self._find_pending(jmi.id)
+            if entry is not None and jmi.id not in self.sessions:
+                self._drop_pending(entry)
+                self.trace("info", f"pending session {entry.info.id} {jmi.action}ed by another client",
+                           {"id": entry.info.id, "from": jmi.from_jid})
+                self.sdk._emit("handledPendingSession", entry.info.id)
+
+    def _on_propose(self, jmi: Any) -> None:
+        from_jid = jmi.from_jid
+        existing = self._find_pending(jmi.id)
+        if existing is not None:
+            # Same id again (PROTOCOL.md §3.1): answer it again if we already did, stay silent.
+            if existing.proceeded:
+                self.send(build_jmi("proceed", jmi.id, existing.info.from_jid))
+            return
+        if jmi.id in self.sessions:
+            return
+        try:
+            address = Jid.parse(from_jid).local if from_jid else ""
+        except ValueError:
+            address = from_jid
+        info = PendingSession(
+            id=jmi.id,
+            address=address,
+            conversation_id=jmi.conversation_id,
+            auto_answer=jmi.auto_answer,
+            from_jid=from_jid,
+            persistent_connection_id=jmi.attrs.get("inin-persistent-cid"),
+        )
+        if info.conversation_id:
+            for other in list(self.pending.values()):
+                if other.info.conversation_id == info.conversation_id and other.info.id != info.id:
+                    # A re-proposal of the same conversation with a new id: adopt the new id, keep the
+                    # conversation id, and keep the user's view (one pending session) unchanged.
+                    self._drop_pending(other)
+                    entry = _Pending(info, other.proceeded, other.options, [other.info.id, *other.aliases])
+                    for key in [info.id, *entry.aliases]:
+                        self.pending[key] = entry
+                    if other.proceeded:
+                        self.send(build_jmi("proceed", info.id, from_jid))
+                    self.trace("info", f"re-proposal {info.id} of conversation {info.conversation_id}",
+                               {"id": info.id, "previous": other.info.id})
+                    return
+        entry = _Pending(info)
+        self.pending[info.id] = entry
+        self.trace("info", f"pending session {info.id} from {from_jid} (conversation {info.conversation_id}, "
+                           f"autoAnswer {info.auto_answer})", {"id": info.id})
+        self.sdk._emit("pendingSession", info)
+        if info.auto_answer and self.options.auto_answer_outbound_calls:
+            self.loop.create_task(self._auto_accept(info.id))
+
+    async def _auto_accept(self, sid: str) -> None:
+        try:
+            await self.accept_pending(sid, AcceptOptions())
+        except (SessionNotFoundError, SessionStateError):
+            pass  # the user (or a retract) got there first
+        except Exception as exc:
+            self.report_error(exc, {"id": sid, "action": "auto-answer"})
+
+    async def accept_pending(self, sid: str, options: AcceptOptions) -> None:
+        """Send ``proceed`` for pending session ``sid`` and remember how to answer its session-initiate."""
+        entry = self._find_pending(sid)
+        if entry is None:
+            raise SessionNotFoundError(
+                f"Cannot accept session {sid} because it is not pending or does not exist", session_id=sid)
+        if entry.proceeded:
+            raise SessionStateError(f"pending session {sid} was already accepted", session_id=sid)
+        if self.stream is None or self.stream.state != "connected":
+            raise ConnectionFailedError("cannot accept a pending session while disconnected")
+        entry.proceeded = True
+        entry.options = options
+        self.send(build_jmi("proceed", entry.info.id, entry.info.from_jid))
+        self.trace("info", f"proceed sent for {entry.info.id}", {"id": entry.info.id})
+
+    # -- Jingle ---------------------------------------------------------------------------------
+
+    def _on_iq(self, el: Element) -> bool:
+        jingle = el.find(q("jingle", "jingle"))
+        if jingle is None:
+            return False
+        if el.get("type") != "set":
+            self.send(error_reply(el, "bad-request", "modify", text="Jingle is carried by IQ set"))
+            return True
+        action = jingle.get("action") or ""
+        sid = jingle.get("sid") or ""
+        if not action or not sid:
+            self.send(error_reply(el, "bad-request", "modify", text="jingle without action or sid"))
+            return True
+        session = self.sessions.get(sid)
+        if action == "session-initiate":
+            if session is not None:
+                self.send(error_reply(el, "unexpected-request", "wait",
+                                      app=element(q("jingle_errors", "out-of-order"))))
+                return True
+            entry = self._find_pending(sid)
+            if entry is not None:
+                self._drop_pending(entry)
+            peer = el.get("from") or ""
+            session = JingleSession(self, sid, peer, entry.info.conversation_id if entry else None)
+            self.sessions[sid] = session
+            self.loop.create_task(self._initiate(session, el, jingle, entry))
+            return True
+        if session is None or (el.get("from") or "") != session.peer or session.ended:
+            if action == "session-terminate":
+                self.send(result_reply(el))  # stanza 12: terminate for an unknown sid is acknowledged
+            else:
+                self.send(unknown_session_error(el))
+            return True
+        if action == "transport-info":
+            self.send(result_reply(el))
+            self.loop.create_task(session.on_transport_info(jingle))
+        elif action == "session-terminate":
+            self.send(result_reply(el))
+            self.loop.create_task(session.on_terminate(jingle))
+        elif action == "session-info":
+            payload = list(jingle)
+            known = {"active", "hold", "unhold", "mute", "unmute", "ringing"}
+            if not payload or all(X.split(p.tag) in [(NS["rtp_info"], k) for k in known] for p in payload):
+                self.send(result_reply(el))
+            else:
+                self.send(error_reply(el, "feature-not-implemented", "modify",
+                                      app=element(q("jingle_errors", "unsupported-info"))))
+        elif action == "session-accept":
+            self.send(error_reply(el, "unexpected-request", "wait", app=element(q("jingle_errors", "out-of-order"))))
+        else:
+            self.send(error_reply(el, "feature-not-implemented", "cancel",
+                                  text=f"Jingle action {action} is not supported"))
+        return True
+
+    async def _initiate(self, session: JingleSession, iq: Element, jingle: Element, entry: Optional[_Pending]) -> None:
+        try:
+            ok = await session.on_initiate(iq, jingle)
+        except Exception as exc:
+            ok = False
+            self.report_error(exc, {"session_id": session.sid, "action": "session-initiate"})
+        if not ok:
+            self.sessions.pop(session.sid, None)
+            session.state = SessionState.ENDED
+            return
+        # XEP-0353 accept to our own bare JID only now, so other devices stop ringing (§3.3, SC 11).
+        if self.jid is not None:
+            try:
+                self.send(build_jmi("accept", session.sid, str(self.jid)))
+            except ConnectionFailedError:
+                pass
+        self.trace("info", f"session {session.sid} started", {"id": session.sid})
+        self.sdk._emit("sessionStarted", session.public)
+        options = entry.options if entry is not None else AcceptOptions()
+        session.deferred_options = options  # type: ignore[attr-defined]
+        auto = options.auto_connect_session
+        if auto is None:
+            auto = self.options.auto_connect_sessions
+        if auto:
+            try:
+                await self.accept_session(session, options.source, options.sink, options.auto_start_media)
+            except Exception as exc:
+                self.report_error(exc, {"session_id": session.sid, "action": "accept"})
+
+    async def accept_session(self, session: JingleSession, source: Any, sink: Any, auto_start_media: bool) -> None:
+        """Resolve media (off-loop: devices may be slow) and answer ``session``."""
+        from .media import resolve_sink, resolve_source
+
+        deferred: AcceptOptions = getattr(session, "deferred_options", AcceptOptions())
+        if source is None:
+            source = deferred.source
+        if sink is None:
+            sink = deferred.sink
+        if source is None and auto_start_media and deferred.auto_start_media:
+            source = self.options.default_source
+            source_obj = await self.run_blocking(resolve_source, source, logger=self.log)
+        elif source is None:
+            source_obj = None
+        else:
+            source_obj = await self.run_blocking(resolve_source, source, logger=self.log)
+        if sink is None:
+            sink = self.options.default_sink
+        sink_obj = await self.run_blocking(resolve_sink, sink, logger=self.log)
+        try:
+            await session.accept(source_obj, sink_obj)
+        except BaseException:
+            for obj in (source_obj, sink_obj):
+                if obj is not None and obj not in (session.source, session.sink):
+                    await self.run_blocking(obj.close)
+            raise
+
+    def forget_session(self, session: JingleSession) -> None:
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]

@@ -1,0 +1,177 @@
+"""REST client for the Genesys Cloud Public API (the calls the softphone needs).
+
+One :class:`requests.Session` per SDK, bearer token, per-request timeout, and
+urllib3 retries on transient failures honouring ``Retry-After`` (PROTOCOL.md
+§1.2: 408/429/5xx are retried; 401/403 are final and raise
+:class:`~purecloud_webrtc.errors.AuthenticationError`).  Methods block; the
+SDK calls them from caller threads or from its REST worker threads, never from
+the core loop itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Dict, List, Optional
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ._version import __version__
+from .errors import ApiError, AuthenticationError, ConnectionFailedError
+
+__all__ = ["ApiClient", "KNOWN_ENVIRONMENTS"]
+
+log = logging.getLogger(__name__)
+
+#: Environments the official SDKs know (PROTOCOL.md §1.1); others only warn.
+KNOWN_ENVIRONMENTS = (
+    "mypurecloud.com",
+    "mypurecloud.com.au",
+    "mypurecloud.jp",
+    "mypurecloud.de",
+    "mypurecloud.ie",
+    "usw2.pure.cloud",
+    "cac1.pure.cloud",
+    "euw2.pure.cloud",
+    "apne2.pure.cloud",
+    "use2.us-gov-pure.cloud",
+    "sae1.pure.cloud",
+    "aps1.pure.cloud",
+)
+
+
+class ApiClient:
+    """Blocking client of ``{base}/api/v2/...`` with a replaceable bearer token.
+
+    :param base_url: ``https://api.{environment}`` or any URL (the emulator's, a proxy's).
+    :param access_token: OAuth access token (``Bearer``).
+    :param timeout: seconds per request.
+    :param retries: retries for transient failures (0 disables them).
+    """
+
+    def __init__(self, base_url: str, access_token: str, *, timeout: float = 15.0, retries: int = 3) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._token = access_token
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=0,
+            status=retries,
+            backoff_factor=0.5,
+            status_forcelist=(408, 429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"}),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers["User-Agent"] = f"purecloud-webrtc-python/{__version__}"
+
+    def set_access_token(self, token: str) -> None:
+        """Use ``token`` for every later request."""
+        with self._lock:
+            self._token = token
+
+    @property
+    def access_token(self) -> str:
+        with self._lock:
+            return self._token
+
+    def url(self, path: str) -> str:
+        """``{base}/api/v2/{path}`` with leading/trailing slashes of ``path`` trimmed (as the official client does)."""
+        return f"{self.base_url}/api/v2/{path.strip('/')}"
+
+    def request(self, method: str, path: str, *, json: Any = None, params: Optional[Dict[str, str]] = None) -> Any:
+        """Send one request and return the decoded JSON body (``None`` for an empty body).
+
+        :raises AuthenticationError: on 401/403.
+        :raises ApiError: on any other error status or an undecodable body.
+        :raises ConnectionFailedError: when the host cannot be reached.
+        """
+        url = self.url(path)
+        headers = {"Authorization": f"Bearer {self.access_token}"}
+        try:
+            response = self._session.request(method, url, json=json, params=params, headers=headers,
+                                             timeout=self.timeout)
+        except requests.exceptions.Timeout as exc:
+            raise ConnectionFailedError(f"{method} {url} timed out after {self.timeout} s", url=url) from exc
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionFailedError(f"cannot reach {url}: {exc}", url=url) from exc
+        correlation_id = response.headers.get("inin-correlation-id")
+        log.debug("%s %s -> %s (correlation %s)", method, url, response.status_code, correlation_id)
+        body: Any = None
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+        if response.status_code in (401, 403):
+            message = body.get("message") if isinstance(body, dict) else None
+            raise AuthenticationError(
+                f"{method} {path} was refused with HTTP {response.status_code}"
+                + (f": {message}" if message else "") + " (is the access token valid and unexpired?)",
+                status=response.status_code, method=method, url=url, correlation_id=correlation_id, body=body,
+            )
+        if response.status_code >= 400:
+            message = body.get("message") if isinstance(body, dict) else (body or "")
+            raise ApiError(
+                f"{method} {path} failed with HTTP {response.status_code}" + (f": {message}" if message else ""),
+                status=response.status_code, method=method, url=url, correlation_id=correlation_id, body=body,
+            )
+        if response.content and not isinstance(body, (dict, list)):
+            raise ApiError(f"{method} {path} returned a body that is not JSON", status=response.status_code,
+                           method=method, url=url, correlation_id=correlation_id, body=body)
+        return body
+
+    # -- the calls of the softphone ----------------------------------------------------
+
+    def get_me(self) -> Dict[str, Any]:
+        """``GET /users/me``: the user's ``id`` and ``chat.jabberId``."""
+        body = self.request("GET", "users/me")
+        if not isinstance(body, dict) or not body.get("id") or not (body.get("chat") or {}).get("jabberId"):
+            raise ApiError("GET users/me returned no id or chat.jabberId", body=body, method="GET", url=self.url("users/me"))
+        return body
+
+    def get_organization(self) -> Dict[str, Any]:
+        """``GET /organizations/me``."""
+        return self.request("GET", "organizations/me")
+
+    def create_streaming_channel(self) -> Dict[str, Any]:
+        """``POST /notifications/channels?connectionType=streaming``: a new channel id."""
+        body = self.request("POST", "notifications/channels", params={"connectionType": "streaming"})
+        if not isinstance(body, dict) or not body.get("id"):
+            raise ApiError("POST notifications/channels returned no channel id", body=body, method="POST",
+                           url=self.url("notifications/channels"))
+        return body
+
+    def get_conversation(self, conversation_id: str) -> Dict[str, Any]:
+        """``GET /conversations/calls/{id}``."""
+        return self.request("GET", f"conversations/calls/{conversation_id}")
+
+    def patch_participant(self, conversation_id: str, participant_id: str, body: Dict[str, Any]) -> Any:
+        """``PATCH /conversations/calls/{cid}/participants/{pid}``."""
+        return self.request("PATCH", f"conversations/calls/{conversation_id}/participants/{participant_id}", json=body)
+
+    def place_call(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        """``POST /conversations/calls``: returns the new conversation (``id``)."""
+        return self.request("POST", "conversations/calls", json=body)
+
+    @staticmethod
+    def my_connected_participant(conversation: Dict[str, Any], user_id: str) -> Optional[Dict[str, Any]]:
+        """This user's participant in ``conversation`` that is ``connected`` (v1.3.0 rule, PROTOCOL.md §8 #8).
+
+        When several match (re-joins), the last one listed is the most recent.
+        """
+        participants: List[Dict[str, Any]] = conversation.get("participants") or []
+        mine = [p for p in participants
+                if (p.get("user") or {}).get("id") == user_id and p.get("state") == "connected"]
+        return mine[-1] if mine else None
+
+    def close(self) -> None:
+        self._session.close()

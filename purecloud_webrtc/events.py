@@ -1,0 +1,514 @@
+"""Events: names, payloads, blinker signals and the ordered dispatcher.
+
+Every event of the SDK and of its sessions is a module-level blinker signal in
+:data:`signals` (Flask's ``signals.py`` is the model), sent with the SDK or the
+session as *sender* and the payload as keyword arguments.  All of them are sent
+on one thread per SDK, the **events thread** (``pcw-events-N``), in the order the
+core produced them; no user code ever runs on the core or socket threads.
+
+The seed JavaScript SDK's names are canonical (``pendingSession``,
+``change:connectionState``); the snake_case spellings (``pending_session``,
+``connection_state``...) are accepted everywhere.  Unknown names are refused with
+a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from blinker import Namespace, Signal
+
+from .errors import OperationTimeoutError, UsageError
+
+__all__ = [
+    "SDK_EVENTS",
+    "SESSION_EVENTS",
+    "signals",
+    "canonical_event_name",
+    "Event",
+    "PendingSession",
+    "EventQueue",
+]
+
+log = logging.getLogger(__name__)
+
+#: SDK-level events and the names of their positional arguments, in order.
+SDK_EVENTS: Dict[str, Tuple[str, ...]] = {
+    "pendingSession": ("pending_session",),
+    "cancelPendingSession": ("session_id",),
+    "handledPendingSession": ("session_id",),
+    "sessionStarted": ("session",),
+    "sessionEnded": ("session", "reason"),
+    "trace": ("level", "message", "details"),
+    "error": ("error", "details"),
+    "ready": (),
+    "connected": ("info",),
+    "disconnected": ("info",),
+}
+
+#: Session-level events and the names of their positional arguments, in order.
+SESSION_EVENTS: Dict[str, Tuple[str, ...]] = {
+    "terminated": ("session", "reason"),
+    "change:connectionState": ("session", "connection_state"),
+    "change:interrupted": ("session", "interrupted"),
+    "change:active": ("session", "active"),
+    "endOfCandidates": ("session",),
+}
+
+_DOCS = {
+    "pendingSession": "A call is being proposed to this user (inbound, or outbound placed by REST).",
+    "cancelPendingSession": "A proposed call was withdrawn (caller hung up, or the alert timed out).",
+    "handledPendingSession": "Another client of this user took (or rejected) the proposed call.",
+    "sessionStarted": "Media negotiation of a session has started (before media connects).",
+    "sessionEnded": "A session ended; the reason is an XEP-0166 condition.",
+    "trace": "A log line of the SDK: (level, message, details).",
+    "error": "An error that no caller was waiting for: (error, details).",
+    "ready": "initialize() finished: the SDK can receive calls.",
+    "connected": "The streaming connection is up (first connect or reconnect).",
+    "disconnected": "The streaming connection went down.",
+    "terminated": "The session was terminated (either side).",
+    "change:connectionState": "The session's media connection state changed.",
+    "change:interrupted": "The session's media stopped or resumed flowing.",
+    "change:active": "The session became active (accepted) or stopped being active.",
+    "endOfCandidates": "The session finished gathering and sending its ICE candidates.",
+}
+
+_ns = Namespace()
+#: One blinker signal per canonical event name.
+signals: Dict[str, Signal] = {name: _ns.signal(name, doc=_DOCS[name]) for name in {**SDK_EVENTS, **SESSION_EVENTS}}
+
+
+def _snake(name: str) -> str:
+    out = []
+    for ch in name.replace(":", "_"):
+        if ch.isupper():
+            out.append("_" + ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out).lstrip("_")
+
+
+_ALIASES: Dict[str, str] = {}
+for _name in list(SDK_EVENTS) + list(SESSION_EVENTS):
+    _ALIASES[_name] = _name
+    _ALIASES[_snake(_name)] = _name  # change:connectionState -> change_connection_state
+    if _name.startswith("change:"):
+        _ALIASES[_snake(_name[len("change:"):])] = _name  # connection_state, interrupted, active
+        _ALIASES["change:" + _snake(_name[len("change:"):])] = _name
+
+
+def canonical_event_name(name: str, allowed: Sequence[str]) -> str:
+    """Return the canonical spelling of ``name`` among ``allowed`` event names.
+
+    :raises ValueError: for an unknown name, with the closest known names.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"event name must be a string, not {type(name).__name__}")
+    canonical = _ALIASES.get(name)
+    if canonical is not None and canonical in allowed:
+        return canonical
+    known = sorted(set(allowed) | {k for k, v in _ALIASES.items() if v in allowed})
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown event {name!r}{hint} (known: {', '.join(sorted(allowed))})")
+
+
+@dataclass(frozen=True)
+class PendingSession:
+    """A proposed call (XEP-0353 ``propose``) waiting to be accepted.
+
+    :ivar id: the proposal id; pass it to ``accept_pending_session``.  It is also the Jingle session id.
+    :ivar address: the caller's address (local part of the proposing JID, as the v1 SDK reports it).
+    :ivar conversation_id: the Public API conversation id of the call.
+    :ivar auto_answer: ``True`` for outbound calls placed by this user (and auto-answer users).
+    :ivar from_jid: the full JID of the proposing gateway.
+    :ivar persistent_connection_id: ``inin-persistent-cid`` when present.
+    """
+
+    id: str
+    address: str
+    conversation_id: Optional[str]
+    auto_answer: bool
+    from_jid: str = ""
+    persistent_connection_id: Optional[str] = None
+
+    # The seed's camelCase spellings, for code ported from JavaScript.
+    @property
+    def conversationId(self) -> Optional[str]:  # noqa: N802
+        return self.conversation_id
+
+    @property
+    def autoAnswer(self) -> bool:  # noqa: N802
+        return self.auto_answer
+
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style access as in the seed's payload object (``pending["conversationId"]``)."""
+        mapping = {"id": self.id, "address": self.address, "conversationId": self.conversation_id,
+                   "autoAnswer": self.auto_answer}
+        if key in mapping:
+            return mapping[key]
+        return getattr(self, key)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One delivered event, as pulled from an :class:`EventQueue` or an ``expect_event`` block.
+
+    :ivar name: canonical event name.
+    :ivar sender: the SDK or session that emitted it.
+    :ivar args: the positional payload, as handlers receive it.
+    :ivar time: ``time.monotonic()`` when the core emitted it.
+    """
+
+    name: str
+    sender: Any
+    args: Tuple[Any, ...]
+    time: float = 0.0
+
+    @property
+    def value(self) -> Any:
+        """The first payload argument (``None`` for events without payload)."""
+        return self.args[0] if self.args else None
+
+
+_thread_ids = itertools.count(1)
+
+
+class Dispatcher:
+    """Runs every user callback, in order, on one named thread.
+
+    The core calls :meth:`emit` (never blocking for long); the events thread
+    takes each item from a bounded queue and sends the blinker signal to the
+    receivers of that sender, catching and reporting their exceptions.
+    """
+
+    def __init__(self, owner: Any, *, maxsize: int = 10000, name: Optional[str] = None) -> None:
+        self._owner = owner
+        self._queue: "queue.Queue[Optional[Tuple[str, Any, Tuple[Any, ...], float]]]" = queue.Queue(maxsize)
+        self._thread = threading.Thread(
+            target=self._run, name=name or f"pcw-events-{next(_thread_ids)}", daemon=True
+        )
+        self._closed = False
+        self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def on_events_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def emit(self, name: str, sender: Any, args: Tuple[Any, ...]) -> None:
+        """Queue one event; safe from any thread.  Never drops silently."""
+        if self._closed:
+            return
+        item = (name, sender, args, time.monotonic())
+        try:
+            self._queue.put(item, timeout=2.0)
+        except queue.Full:
+            # A stuck callback: say so loudly rather than lose a call event.
+            log.error("events queue full (%d): a callback is blocking the events thread; event %s lost",
+                      self._queue.maxsize, name)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            name, sender, args, _ = item
+            self._deliver(name, sender, args)
+
+    def _deliver(self, name: str, sender: Any, args: Tuple[Any, ...]) -> None:
+        signal = signals[name]
+        arg_names = SDK_EVENTS[name] if name in SDK_EVENTS else SESSION_EVENTS[name]
+        kwargs = dict(zip(arg_names, args))
+        for receiver in list(signal.receivers_for(sender)):
+            try:
+                receiver(sender, **kwargs)
+            except Exception as exc:  # a user callback failed: never let it reach the core
+                log.exception("callback for %r raised", name)
+                if name != "error":
+                    self.emit("error", self._owner, (exc, {"event": name, "callback": repr(receiver)}))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued, then stop the events thread (joined unless called from it)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            log.error("events queue still full at close; pending events discarded")
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._queue.put_nowait(None)
+        if not self.on_events_thread():
+            self._thread.join(timeout)
+
+
+class _Receiver:
+    """Adapts a seed-style callback ``fn(*args)`` to blinker's ``fn(sender, **kwargs)``."""
+
+    __slots__ = ("fn", "arg_names", "once", "emitter", "name")
+
+    def __init__(self, fn: Callable[..., Any], arg_names: Tuple[str, ...], once: bool, emitter: "Emitter", name: str):
+        self.fn = fn
+        self.arg_names = arg_names
+        self.once = once
+        self.emitter = emitter
+        self.name = name
+
+    def __call__(self, sender: Any, **kwargs: Any) -> None:
+        if self.once:
+            self.emitter.off(self.name, self.fn)
+        self.fn(*(kwargs[n] for n in self.arg_names))
+
+    def __repr__(self) -> str:
+        return f"<callback {getattr(self.fn, '__qualname__', self.fn)!r} for {self.name}>"
+
+
+class Emitter:
+    """Event registration shared by the SDK and its sessions (``on``/``once``/``off``/``expect_event``/queues)."""
+
+    _event_table: Dict[str, Tuple[str, ...]] = {}
+
+    def _init_emitter(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._receivers: Dict[Tuple[str, Any], List[_Receiver]] = {}
+        self._receivers_lock = threading.Lock()
+
+    def _emit(self, name: str, *args: Any) -> None:
+        self._dispatcher.emit(name, self, args)
+
+    def on(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
+        """Call ``fn(*payload)`` on the events thread each time event ``name`` happens.
+
+        Usable as a decorator: ``@sdk.on("pendingSession")``.  The callback is
+        held strongly until :meth:`off` or close.
+
+        :raises ValueError: for an unknown event name.
+        """
+        canonical = canonical_event_name(name, list(self._event_table))
+        if fn is None:
+            def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+                self._connect(canonical, func, once=False)
+                return func
+            return decorator
+        self._connect(canonical, fn, once=False)
+        return fn
+
+    def once(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
+        """Like :meth:`on`, but the callback is removed after its first call."""
+        canonical = canonical_event_name(name, list(self._event_table))
+        if fn is None:
+            def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+                self._connect(canonical, func, once=True)
+                return func
+            return decorator
+        self._connect(canonical, fn, once=True)
+        return fn
+
+    def off(self, name: str, fn: Optional[Callable[..., Any]] = None) -> None:
+        """Remove ``fn`` from event ``name`` (all callbacks of that event when ``fn`` is None)."""
+        canonical = canonical_event_name(name, list(self._event_table))
+        with self._receivers_lock:
+            if fn is None:
+                keys = [k for k in self._receivers if k[0] == canonical]
+            else:
+                keys = [(canonical, fn)]
+            for key in keys:
+                for receiver in self._receivers.pop(key, []):
+                    signals[canonical].disconnect(receiver, sender=self)
+
+    def _connect(self, name: str, fn: Callable[..., Any], once: bool) -> None:
+        if not callable(fn):
+            raise TypeError(f"callback for {name!r} must be callable, not {type(fn).__name__}")
+        receiver = _Receiver(fn, self._event_table[name], once, self, name)
+        with self._receivers_lock:
+            self._receivers.setdefault((name, fn), []).append(receiver)
+        # Strong reference: blinker's default weak references would silently drop lambdas.
+        signals[name].connect(receiver, sender=self, weak=False)
+
+    def _disconnect_all(self) -> None:
+        with self._receivers_lock:
+            items = list(self._receivers.items())
+            self._receivers.clear()
+        for (name, _), receivers in items:
+            for receiver in receivers:
+                signals[name].disconnect(receiver, sender=self)
+
+    def _check_may_wait(self, what: str) -> None:
+        if self._dispatcher.on_events_thread():
+            raise UsageError(
+                f"{what} cannot wait inside an event callback: the callback runs on the events thread, "
+                "which must return before the awaited event can be delivered"
+            )
+
+    def expect_event(
+        self,
+        name: str,
+        timeout: Optional[float] = 10.0,
+        predicate: Optional[Callable[..., bool]] = None,
+    ) -> "ExpectEvent":
+        """Race-free wait for an event caused by the code inside a ``with`` block.
+
+        The receiver is connected when the block starts, so an event emitted
+        while the block runs is not missed; leaving the block waits for it::
+
+            with sdk.expect_event("sessionStarted", timeout=10) as ev:
+                sdk.accept_pending_session(pending.id)
+            session = ev.value
+
+        :param predicate: called with the payload arguments; only an event for which it is true counts.
+        :raises OperationTimeoutError: when the event does not come in time (on leaving the block).
+        :raises UsageError: when used inside an event callback.
+        """
+        self._check_may_wait("expect_event")
+        return ExpectEvent(self, canonical_event_name(name, list(self._event_table)), timeout, predicate)
+
+    def wait_for_event(
+        self,
+        name: str,
+        timeout: Optional[float] = 10.0,
+        predicate: Optional[Callable[..., bool]] = None,
+    ) -> Event:
+        """Block until the *next* event ``name`` (emitted after this call) and return it.
+
+        Prefer :meth:`expect_event` when the event is caused by your own call.
+        """
+        with self.expect_event(name, timeout, predicate) as ev:
+            pass
+        return ev.event
+
+    def event_queue(self, names: Optional[Sequence[str]] = None, maxsize: int = 0) -> "EventQueue":
+        """A pull queue of events (all of them, or ``names``), for REPLs and worker loops.
+
+        Close it (or use it as a context manager) to stop collecting.
+        """
+        wanted = [canonical_event_name(n, list(self._event_table)) for n in names] if names else list(self._event_table)
+        return EventQueue(self, wanted, maxsize)
+
+
+class ExpectEvent:
+    """The context manager returned by :meth:`Emitter.expect_event`."""
+
+    def __init__(self, emitter: Emitter, name: str, timeout: Optional[float], predicate: Optional[Callable[..., bool]]):
+        self._emitter = emitter
+        self._name = name
+        self._timeout = timeout
+        self._predicate = predicate
+        self._done = threading.Event()
+        self._event: Optional[Event] = None
+
+    def _receiver(self, sender: Any, **kwargs: Any) -> None:
+        if self._done.is_set():
+            return
+        args = tuple(kwargs[n] for n in self._emitter._event_table[self._name])
+        if self._predicate is not None and not self._predicate(*args):
+            return
+        self._event = Event(self._name, sender, args, time.monotonic())
+        self._done.set()
+
+    def __enter__(self) -> "ExpectEvent":
+        signals[self._name].connect(self._receiver, sender=self._emitter, weak=False)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None and not self._done.wait(self._timeout):
+                raise OperationTimeoutError(f"waiting for event {self._name!r}", self._timeout)
+        finally:
+            signals[self._name].disconnect(self._receiver, sender=self._emitter)
+
+    @property
+    def event(self) -> Event:
+        """The event that arrived.
+
+        :raises UsageError: before it arrived.
+        """
+        if self._event is None:
+            raise UsageError(f"event {self._name!r} has not arrived yet (read .event after the with block)")
+        return self._event
+
+    @property
+    def value(self) -> Any:
+        """The event's first payload argument (the session for ``sessionStarted``, the id for ``cancelPendingSession``...)."""
+        return self.event.value
+
+    @property
+    def args(self) -> Tuple[Any, ...]:
+        return self.event.args
+
+
+class EventQueue:
+    """Collects events into a thread-safe queue; iterate it or call :meth:`get`."""
+
+    def __init__(self, emitter: Emitter, names: Sequence[str], maxsize: int = 0):
+        self._emitter = emitter
+        self._names = list(names)
+        self._queue: "queue.Queue[Event]" = queue.Queue(maxsize)
+        self._receivers: List[Tuple[str, Callable[..., None]]] = []
+        for name in self._names:
+            receiver = self._make_receiver(name)
+            signals[name].connect(receiver, sender=emitter, weak=False)
+            self._receivers.append((name, receiver))
+
+    def _make_receiver(self, name: str) -> Callable[..., None]:
+        arg_names = self._emitter._event_table[name]
+
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            self._queue.put(Event(name, sender, tuple(kwargs[n] for n in arg_names), time.monotonic()))
+
+        return receiver
+
+    def get(self, timeout: Optional[float] = None) -> Event:
+        """Next event; blocks up to ``timeout`` seconds.
+
+        :raises OperationTimeoutError: when nothing came.
+        """
+        self._emitter._check_may_wait("EventQueue.get")
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise OperationTimeoutError("waiting for the next event", timeout) from None
+
+    def get_nowait(self) -> Optional[Event]:
+        """Next event, or ``None`` when the queue is empty."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def drain(self) -> List[Event]:
+        """All events queued so far."""
+        out = []
+        while True:
+            event = self.get_nowait()
+            if event is None:
+                return out
+            out.append(event)
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            yield self._queue.get()
+
+    def close(self) -> None:
+        for name, receiver in self._receivers:
+            signals[name].disconnect(receiver, sender=self._emitter)
+        self._receivers.clear()
+
+    def __enter__(self) -> "EventQueue":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,340 @@
+"""The Jingle responder state machine with its aiortc peer connection (core loop only).
+
+The gateway is always the Jingle initiator and we the responder (PROTOCOL.md §4).
+A session is created by ``session-initiate``; :meth:`JingleSession.accept`
+answers it: ``session-accept`` without candidates, one ``transport-info`` per
+candidate, then ``<gathering-complete/>`` (aiortc gathers everything before
+``setLocalDescription`` returns, so we trickle them ourselves, §9).  When ICE
+completes we send ``session-info <active/>``.
+
+Every method runs on the core loop.  Handlers for one session are serialised by
+a lock, so a ``transport-info`` that arrives while the offer is still being
+applied waits for it instead of racing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
+
+from .. import _xml as X
+from .._xml import NS, Element, element, q
+from ..errors import MediaError, SessionStateError
+from . import sdp as sdpmod
+from .messages import jingle_iq, parse_reason, reason_element
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._core import Core
+    from ..media.sinks import AudioSink, SinkPump
+    from ..media.sources import AudioSource
+
+__all__ = ["JingleSession", "SessionState", "ConnectionState"]
+
+log = logging.getLogger(__name__)
+
+
+class SessionState:
+    """Values of ``session.state`` (PROTOCOL.md §4.8)."""
+
+    STARTING = "starting"
+    PENDING = "pending"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class ConnectionState:
+    """Values of ``session.connection_state``, derived from aiortc's ICE state (PROTOCOL.md §4.8, §9)."""
+
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    INTERRUPTED = "interrupted"
+    DISCONNECTED = "disconnected"
+    FAILED = "failed"
+
+
+def _only_sha256(sdp: str) -> str:
+    # aiortc offers sha-256/384/512; browsers (and the gateway) send sha-256 only (PROTOCOL.md §9).
+    lines = sdp.split("\r\n")
+    if any(line.startswith("a=fingerprint:sha-256 ") for line in lines):
+        lines = [line for line in lines if not line.startswith("a=fingerprint:") or line.startswith("a=fingerprint:sha-256 ")]
+    return "\r\n".join(lines)
+
+
+class JingleSession:
+    """One call's signaling and media, owned by the core loop.
+
+    :param core: the SDK core.
+    :param sid: Jingle session id (= XEP-0353 proposal id).
+    :param peer: the initiator's full JID (all our Jingle IQs go there).
+    """
+
+    def __init__(self, core: "Core", sid: str, peer: str, conversation_id: Optional[str]) -> None:
+        from ..session import Session
+
+        self.core = core
+        self.sid = sid
+        self.peer = peer
+        self.conversation_id = conversation_id
+        self.state = SessionState.STARTING
+        self.connection_state = ConnectionState.NEW
+        self.interrupted = False
+        self.end_reason: Optional[str] = None
+        self.end_reason_text: Optional[str] = None
+        self.pc: Optional[RTCPeerConnection] = None
+        self.remote_track: Any = None
+        self.source: Optional["AudioSource"] = None
+        self.sink: Optional["AudioSink"] = None
+        self.pump: Optional["SinkPump"] = None
+        self.local_sdp: Optional[str] = None
+        self.remote_sdp: Optional[str] = None
+        self.created_at = time.monotonic()
+        self.connected_at: Optional[float] = None
+        self.ended_at: Optional[float] = None
+        self.active_sent = False
+        self.local_ufrag: Optional[str] = None
+        self._lock = asyncio.Lock()
+        self._owns_source = True
+        self._owns_sink = True
+        self.public = Session(core.sdk, self)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.state == SessionState.ENDED
+
+    def _send_jingle(self, action: str, *children: Element) -> None:
+        iq = jingle_iq(self.peer, action, self.sid, *children)
+        self.core.send_iq_nowait(iq, on_error=lambda exc: self._on_iq_error(action, exc))
+
+    def _on_iq_error(self, action: str, exc: Exception) -> None:
+        from ..errors import IqError
+
+        if isinstance(exc, IqError) and exc.app_condition == "unknown-session" and not self.ended:
+            # The peer no longer knows this session (stanza 12 ends it silently with "gone", §4.1).
+            self.core.loop.create_task(self.finish("gone", send=False))
+            return
+        self.core.report_error(exc, {"session_id": self.sid, "action": action})
+
+    def _set_state(self, state: str) -> None:
+        old, self.state = self.state, state
+        if old == state:
+            return
+        if old == SessionState.ACTIVE:
+            self.public._emit("change:active", self.public, False)
+        if state == SessionState.ACTIVE:
+            self.public._emit("change:active", self.public, True)
+
+    def _set_connection_state(self, state: str) -> None:
+        if state == self.connection_state:
+            return
+        was_interrupted = self.connection_state == ConnectionState.INTERRUPTED
+        self.connection_state = state
+        self.public._emit("change:connectionState", self.public, state)
+        if state == ConnectionState.INTERRUPTED and not self.interrupted:
+            self.interrupted = True
+            self.public._emit("change:interrupted", self.public, True)
+        elif was_interrupted and self.interrupted:
+            self.interrupted = False
+            self.public._emit("change:interrupted", self.public, False)
+
+    def _configuration(self) -> RTCConfiguration:
+        servers = []
+        for server in self.core.ice_servers:
+            servers.append(RTCIceServer(urls=server["urls"], username=server.get("username"),
+                                        credential=server.get("credential")))
+        policy = RTCIceTransportPolicy.RELAY if self.core.ice_transport_policy == "relay" else RTCIceTransportPolicy.ALL
+        # Always an explicit list: with None aiortc would add a public STUN server (RECIPES.md §1).
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+    # -- incoming Jingle -------------------------------------------------------------------
+
+    async def on_initiate(self, iq: Element, jingle: Element) -> bool:
+        """Apply the offer; reply to ``iq``.  Returns ``True`` when the session can go on."""
+        from ..xmpp.stream import error_reply, result_reply
+
+        async with self._lock:
+            if not jingle.findall(q("jingle", "content")):
+                self.core.send(error_reply(iq, "bad-request", "modify", text="session-initiate without contents"))
+                return False
+            try:
+                offer = sdpmod.jingle_to_sdp(jingle, "initiator")
+            except sdpmod.SdpError as exc:
+                self.core.send(error_reply(iq, "bad-request", "modify", text=f"cannot translate the offer: {exc}"))
+                self.core.report_error(exc, {"session_id": self.sid, "action": "session-initiate"})
+                return False
+            self.remote_sdp = offer
+            self.pc = RTCPeerConnection(self._configuration())
+            self._wire_pc(self.pc)
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            except Exception as exc:  # aiortc raises ValueError & co. for offers it cannot use
+                self.core.send(error_reply(iq, "not-acceptable", "modify", text=f"offer refused: {exc}"))
+                self.core.report_error(MediaError(f"the offer of session {self.sid} was refused: {exc}"),
+                                       {"session_id": self.sid})
+                await self.pc.close()
+                return False
+            self.core.send(result_reply(iq))
+            self._set_state(SessionState.PENDING)
+            return True
+
+    async def on_transport_info(self, jingle: Element) -> None:
+        async with self._lock:
+            if self.pc is None or self.ended:
+                return
+            try:
+                entries = sdpmod.parse_transport_info(jingle)
+            except sdpmod.SdpError as exc:
+                self.core.report_error(exc, {"session_id": self.sid, "action": "transport-info"})
+                return
+            for mid, _ufrag, candidate in entries:
+                try:
+                    if candidate is None:
+                        await self.pc.addIceCandidate(None)
+                        continue
+                    text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+                    ice = candidate_from_sdp(text)
+                    ice.sdpMid = mid
+                    await self.pc.addIceCandidate(ice)
+                except Exception as exc:  # a bad candidate must not hurt the others
+                    log.warning("session %s: remote candidate %r refused: %s", self.sid, candidate, exc)
+
+    async def on_terminate(self, jingle: Element) -> None:
+        condition, text = parse_reason(jingle)
+        await self.finish(condition, text=text, send=False)
+
+    # -- accept -------------------------------------------------------------------------------
+
+    async def accept(self, source: Optional["AudioSource"], sink: Optional["AudioSink"],
+                     owns_source: bool = True, owns_sink: bool = True) -> None:
+        """Answer the offer with ``source`` as our audio (``None``: receive only) and play into ``sink``.
+
+        :raises SessionStateError: when the session is not waiting for an answer.
+        """
+        async with self._lock:
+            if self.state != SessionState.PENDING or self.pc is None:
+                raise SessionStateError(f"session {self.sid} cannot be accepted: it is {self.state}",
+                                        session_id=self.sid)
+            self.source, self.sink = source, sink
+            self._owns_source, self._owns_sink = owns_source, owns_sink
+            pc = self.pc
+            try:
+                if source is not None:
+                    # addTrack (not replaceTrack) makes the transceiver sendrecv (PROTOCOL.md §10.8).
+                    pc.addTrack(source.create_track())
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+            except Exception as exc:
+                await self.finish("failed-application", text=str(exc), send=True)
+                raise MediaError(f"cannot answer session {self.sid}: {exc}") from exc
+            local = _only_sha256(pc.localDescription.sdp)
+            self.local_sdp = local
+            stripped, candidates = sdpmod.split_candidates(local)
+            contents = sdpmod.sdp_to_jingle(stripped, "responder", include_candidates=False)
+            self._send_jingle("session-accept", *contents)
+            self._set_state(SessionState.ACTIVE)
+            ufrags = {}
+            for content in contents:
+                transport = content.find(q("ice_udp", "transport"))
+                if content.tag == q("jingle", "content") and transport is not None:
+                    ufrags[content.get("name")] = transport.get("ufrag")
+            for mid, candidate in candidates:
+                self._send_jingle("transport-info", sdpmod.transport_info_content(mid, ufrags.get(mid), candidate))
+            first_mid = next(iter(ufrags), None)
+            if first_mid is not None:
+                self.local_ufrag = ufrags[first_mid]
+                self._send_jingle("transport-info", sdpmod.transport_info_content(
+                    first_mid, ufrags[first_mid], gathering_complete=True))
+            self.public._emit("endOfCandidates", self.public)
+            if self.remote_track is not None and sink is not None:
+                self._start_pump()
+
+    def _start_pump(self) -> None:
+        from ..media.sinks import SinkPump
+
+        if self.pump is None and self.sink is not None and self.remote_track is not None:
+            self.pump = SinkPump(self.remote_track, self.sink)
+            self.pump.start()
+
+    def _wire_pc(self, pc: RTCPeerConnection) -> None:
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio" and self.remote_track is None:
+                self.remote_track = track
+                if self.state == SessionState.ACTIVE:
+                    self._start_pump()
+
+        @pc.on("iceconnectionstatechange")
+        def on_ice_state() -> None:
+            state = pc.iceConnectionState
+            if self.ended:
+                return
+            if state == "checking":
+                self._set_connection_state(ConnectionState.CONNECTING)
+            elif state in ("completed", "connected"):
+                if self.connected_at is None:
+                    self.connected_at = time.monotonic()
+                self._set_connection_state(ConnectionState.CONNECTED)
+                if not self.active_sent:
+                    # aiortc's "completed" is the browsers' "connected": the server's cue (§4.6, §9).
+                    self.active_sent = True
+                    self._send_jingle("session-info", element(q("rtp_info", "active")))
+            elif state == "failed":
+                self._set_connection_state(ConnectionState.FAILED)
+                self.core.loop.create_task(self.finish("failed-transport", send=True))
+            elif state == "closed":
+                self._set_connection_state(ConnectionState.DISCONNECTED)
+
+    # -- end -------------------------------------------------------------------------------------
+
+    async def finish(self, reason: str = "success", *, text: Optional[str] = None, send: bool = True) -> None:
+        """End the session once: optionally send ``session-terminate``, close media, emit the events."""
+        if self.ended:
+            return
+        self.end_reason, self.end_reason_text = reason, text
+        was_active = self.state == SessionState.ACTIVE
+        self.state = SessionState.ENDED
+        self.ended_at = time.monotonic()
+        if was_active:
+            self.public._emit("change:active", self.public, False)
+        if send:
+            try:
+                self._send_jingle("session-terminate", reason_element(reason, text))
+            except Exception as exc:  # the stream may be down; the call ends locally anyway
+                log.info("session %s: could not send session-terminate: %s", self.sid, exc)
+        await self.close_media()
+        if self.connection_state not in (ConnectionState.DISCONNECTED, ConnectionState.NEW, ConnectionState.FAILED):
+            self._set_connection_state(ConnectionState.DISCONNECTED)
+        self.core.forget_session(self)
+        self.public._emit("terminated", self.public, reason)
+        self.core.sdk._emit("sessionEnded", self.public, reason)
+
+    async def close_media(self) -> None:
+        """Stop the pump, close the peer connection, release source and sink (sink/source closed off-loop)."""
+        if self.pump is not None:
+            try:
+                await self.pump.stop()
+            except Exception:  # stopping must go on
+                log.debug("pump stop failed", exc_info=True)
+        if self.pc is not None:
+            try:
+                await self.pc.close()
+            except Exception:
+                log.debug("pc close failed", exc_info=True)
+        closers = []
+        if self.source is not None and self._owns_source:
+            closers.append(self.source.close)
+        if self.sink is not None and self._owns_sink:
+            closers.append(self.sink.close)
+        for close in closers:
+            try:
+                await self.core.run_blocking(close)
+            except Exception:
+                log.warning("closing media of session %s failed", self.sid, exc_info=True)

@@ -1,0 +1,540 @@
+"""The blocking facade: :class:`PureCloudWebrtcSdk`.
+
+It validates options, owns the three kinds of background thread (the core loop
+``pcw-core-N``, the WebSocket reader ``pcw-ws-N``, the events thread
+``pcw-events-N``) and offers plain blocking methods.  It holds no protocol
+logic: every command is a coroutine run on the core with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import ipaddress
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+from urllib.parse import urlparse
+
+from ._core import AcceptOptions, Core
+from .api import KNOWN_ENVIRONMENTS, ApiClient
+from .errors import (
+    ApiError,
+    ClosedError,
+    ConfigurationError,
+    ConnectionFailedError,
+    OperationTimeoutError,
+    PureCloudWebrtcError,
+    SessionNotFoundError,
+    UsageError,
+)
+from .events import SDK_EVENTS, Dispatcher, Emitter, PendingSession
+from .session import Session
+
+__all__ = ["PureCloudWebrtcSdk", "SdkOptions"]
+
+_package_log = logging.getLogger("purecloud_webrtc")
+
+
+@dataclass(frozen=True)
+class SdkOptions:
+    """The validated options of one SDK (see :class:`PureCloudWebrtcSdk` for their meaning)."""
+
+    access_token: str
+    environment: str = "mypurecloud.com"
+    org_id: Optional[str] = None
+    session_survivability: bool = True
+    auto_answer_outbound_calls: bool = True
+    auto_connect_sessions: bool = True
+    ice_servers: Optional[List[Dict[str, Any]]] = None
+    ice_transport_policy: str = "all"
+    api_base_url: str = ""
+    streaming_base_url: str = ""
+    jid_resource: Optional[str] = None
+    ice_host_addresses: Optional[List[str]] = None
+    default_source: Any = None
+    default_sink: Any = None
+    request_timeout: float = 15.0
+    connect_timeout: float = 15.0
+    iq_timeout: float = 15.0
+    ping_interval: float = 14.0
+    reconnect: bool = True
+    reconnect_initial_delay: float = 0.5
+    reconnect_max_delay: float = 30.0
+    ice_refresh_interval: float = 6 * 3600.0
+
+
+# The seed's camelCase names, accepted as keyword arguments for code ported from JavaScript.
+_CAMEL = {
+    "accessToken": "access_token",
+    "orgId": "org_id",
+    "sessionSurvivability": "session_survivability",
+    "autoAnswerOutboundCalls": "auto_answer_outbound_calls",
+    "autoConnectSessions": "auto_connect_sessions",
+    "iceServers": "ice_servers",
+    "iceTransportPolicy": "ice_transport_policy",
+}
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}", name)
+    return value
+
+
+def _check_number(name: str, value: Any, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigurationError(f"{name} must be a number >= {minimum}, not {value!r}", name)
+    return float(value)
+
+
+def _check_url(name: str, value: str, schemes: Sequence[str]) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a URL string, not {type(value).__name__}", name)
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigurationError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}: "
+                                 f"{value!r}", name)
+    return value.rstrip("/")
+
+
+def _check_ice_servers(value: Any) -> Optional[List[Dict[str, Any]]]:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise ConfigurationError("ice_servers must be a list of {'urls': ..., 'username': ..., 'credential': ...}",
+                                 "ice_servers")
+    servers = []
+    for i, server in enumerate(value):
+        if not isinstance(server, Mapping) or "urls" not in server:
+            raise ConfigurationError(f"ice_servers[{i}] must be a mapping with 'urls'", "ice_servers")
+        urls = server["urls"]
+        url_list = [urls] if isinstance(urls, str) else list(urls) if isinstance(urls, (list, tuple)) else None
+        if not url_list or not all(isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns")
+                                   for u in url_list):
+            raise ConfigurationError(f"ice_servers[{i}]['urls'] must be stun:/turn: URLs, not {urls!r}", "ice_servers")
+        unknown = set(server) - {"urls", "username", "credential"}
+        if unknown:
+            raise ConfigurationError(f"ice_servers[{i}] has unknown keys {sorted(unknown)}", "ice_servers")
+        servers.append(dict(server))
+    return servers
+
+
+class PureCloudWebrtcSdk(Emitter):
+    """A Genesys Cloud WebRTC softphone client.
+
+    :param access_token: the user's OAuth access token (required).
+    :param environment: the Genesys Cloud region, e.g. ``mypurecloud.com`` (unknown values only warn).
+    :param org_id: the organization id (kept for parity with the seed; not needed by the protocol).
+    :param session_survivability: keep calls up while the streaming socket is down (default) or end them.
+    :param auto_answer_outbound_calls: accept proposals flagged auto-answer (calls this user placed) at once.
+    :param auto_connect_sessions: answer a session as soon as its offer arrives (otherwise call ``session.accept()``).
+    :param ice_servers: ICE servers replacing the ones the service hands out (``[{"urls": ..., ...}]``).
+    :param ice_transport_policy: ``"all"`` or ``"relay"``.
+    :param api_base_url: REST base URL; default ``https://api.{environment}``.
+    :param streaming_base_url: WebSocket base URL; default ``wss://streaming.{environment}``.
+    :param jid_resource: the XMPP resource to bind (default: a random one, kept across reconnects).
+    :param ice_host_addresses: gather host candidates only on these addresses (e.g. ``["127.0.0.1"]``).
+    :param default_source: audio sent when ``accept_pending_session`` names none (default: microphone).
+    :param default_sink: where remote audio goes when none is named (default: speaker).
+    :param logger: logger for the SDK's messages (default ``purecloud_webrtc``).
+    :param request_timeout: seconds per REST request.
+    :param connect_timeout: seconds for the streaming connection handshake.
+    :param iq_timeout: seconds to wait for an IQ answer.
+    :param ping_interval: seconds between client pings (0 disables them).
+    :param reconnect: reconnect automatically after an unexpected drop.
+
+    Threads: callbacks run on the SDK's events thread; methods may be called from any other thread
+    (and from callbacks, except those that wait for events).
+    """
+
+    _event_table = SDK_EVENTS
+
+    def __init__(
+        self,
+        access_token: Optional[str] = None,
+        environment: str = "mypurecloud.com",
+        org_id: Optional[str] = None,
+        session_survivability: bool = True,
+        auto_answer_outbound_calls: bool = True,
+        auto_connect_sessions: bool = True,
+        ice_servers: Optional[Sequence[Mapping[str, Any]]] = None,
+        ice_transport_policy: str = "all",
+        *,
+        api_base_url: Optional[str] = None,
+        streaming_base_url: Optional[str] = None,
+        jid_resource: Optional[str] = None,
+        ice_host_addresses: Optional[Sequence[str]] = None,
+        default_source: Any = None,
+        default_sink: Any = None,
+        logger: Optional[logging.Logger] = None,
+        request_timeout: float = 15.0,
+        connect_timeout: float = 15.0,
+        iq_timeout: float = 15.0,
+        ping_interval: float = 14.0,
+        reconnect: bool = True,
+        **seed_options: Any,
+    ) -> None:
+        self.log = logger or _package_log
+        values: Dict[str, Any] = dict(
+            access_token=access_token, environment=environment, org_id=org_id,
+            session_survivability=session_survivability, auto_answer_outbound_calls=auto_answer_outbound_calls,
+            auto_connect_sessions=auto_connect_sessions, ice_servers=ice_servers,
+            ice_transport_policy=ice_transport_policy,
+        )
+        for key, value in seed_options.items():
+            if key in _CAMEL:
+                values[_CAMEL[key]] = value
+                continue
+            known = list(_CAMEL) + list(SdkOptions.__dataclass_fields__)
+            close = difflib.get_close_matches(key, known, n=1)
+            raise ConfigurationError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""), key)
+        self.options = self._validate(values, api_base_url=api_base_url, streaming_base_url=streaming_base_url,
+                                      jid_resource=jid_resource, ice_host_addresses=ice_host_addresses,
+                                      default_source=default_source, default_sink=default_sink,
+                                      request_timeout=request_timeout, connect_timeout=connect_timeout,
+                                      iq_timeout=iq_timeout, ping_interval=ping_interval, reconnect=reconnect)
+        self.api = ApiClient(self.options.api_base_url, self.options.access_token, timeout=self.options.request_timeout)
+        self._dispatcher = Dispatcher(self)
+        self._init_emitter(self._dispatcher)
+        self._core = Core(self)
+        self._core.start()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._user_disconnected = False
+        self.org: Optional[Dict[str, Any]] = None
+
+    def _validate(self, values: Dict[str, Any], **extra: Any) -> SdkOptions:
+        token = values["access_token"]
+        if token is None or token == "":
+            raise ConfigurationError("access_token is required (an OAuth access token of the user)", "access_token")
+        if not isinstance(token, str):
+            raise ConfigurationError(f"access_token must be a string, not {type(token).__name__}", "access_token")
+        environment = values["environment"]
+        if not isinstance(environment, str) or not environment:
+            raise ConfigurationError("environment must be a non-empty string such as 'mypurecloud.com'", "environment")
+        if environment not in KNOWN_ENVIRONMENTS and not (extra["api_base_url"] and extra["streaming_base_url"]):
+            self.log.warning("environment %r is not a known Genesys Cloud environment (known: %s)",
+                             environment, ", ".join(KNOWN_ENVIRONMENTS))
+        if values["org_id"] is not None and not isinstance(values["org_id"], str):
+            raise ConfigurationError("org_id must be a string", "org_id")
+        for name in ("session_survivability", "auto_answer_outbound_calls", "auto_connect_sessions"):
+            _check_bool(name, values[name])
+        _check_bool("reconnect", extra["reconnect"])
+        policy = values["ice_transport_policy"]
+        if policy not in ("all", "relay"):
+            raise ConfigurationError(f"ice_transport_policy must be 'all' or 'relay', not {policy!r}",
+                                     "ice_transport_policy")
+        api_base = _check_url("api_base_url", extra["api_base_url"] or f"https://api.{environment}", ("http", "https"))
+        streaming_base = _check_url("streaming_base_url", extra["streaming_base_url"] or f"wss://streaming.{environment}",
+                                    ("ws", "wss"))
+        hosts = extra["ice_host_addresses"]
+        if hosts is not None:
+            if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
+                raise ConfigurationError("ice_host_addresses must be a list of IP addresses", "ice_host_addresses")
+            for host in hosts:
+                try:
+                    ipaddress.ip_address(host)
+                except (ValueError, TypeError):
+                    raise ConfigurationError(f"ice_host_addresses: {host!r} is not an IP address",
+                                             "ice_host_addresses") from None
+            hosts = list(hosts)
+        resource = extra["jid_resource"]
+        if resource is not None and (not isinstance(resource, str) or not resource or "/" in resource):
+            raise ConfigurationError("jid_resource must be a non-empty string without '/'", "jid_resource")
+        return SdkOptions(
+            access_token=token,
+            environment=environment,
+            org_id=values["org_id"],
+            session_survivability=values["session_survivability"],
+            auto_answer_outbound_calls=values["auto_answer_outbound_calls"],
+            auto_connect_sessions=values["auto_connect_sessions"],
+            ice_servers=_check_ice_servers(values["ice_servers"]),
+            ice_transport_policy=policy,
+            api_base_url=api_base,
+            streaming_base_url=streaming_base,
+            jid_resource=resource,
+            ice_host_addresses=hosts,
+            default_source=extra["default_source"],
+            default_sink=extra["default_sink"],
+            request_timeout=_check_number("request_timeout", extra["request_timeout"], 0.1),
+            connect_timeout=_check_number("connect_timeout", extra["connect_timeout"], 0.1),
+            iq_timeout=_check_number("iq_timeout", extra["iq_timeout"], 0.1),
+            ping_interval=_check_number("ping_interval", extra["ping_interval"], 0.0),
+            reconnect=extra["reconnect"],
+        )
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """``True`` while the streaming connection is up."""
+        return self._core.state == "connected"
+
+    @property
+    def state(self) -> str:
+        """``idle``, ``connecting``, ``connected``, ``disconnected`` or ``closed``."""
+        return "closed" if self._closed else self._core.state
+
+    @property
+    def jid(self) -> Optional[str]:
+        """The bound full JID, once connected."""
+        return self._core.full_jid
+
+    @property
+    def user(self) -> Optional[Dict[str, Any]]:
+        """The ``users/me`` record, after :meth:`initialize`."""
+        return self._core.me
+
+    @property
+    def ice_servers(self) -> List[Dict[str, Any]]:
+        """The ICE servers in use (discovered or given)."""
+        return list(self._core.ice_servers)
+
+    @property
+    def sessions(self) -> List[Session]:
+        """Live sessions (a snapshot)."""
+        return [s.public for s in list(self._core.sessions.values())]
+
+    @property
+    def pending_sessions(self) -> List[PendingSession]:
+        """Proposals not yet answered, handled elsewhere or withdrawn (a snapshot)."""
+        seen, out = set(), []
+        for entry in list(self._core.pending.values()):
+            if entry.info.id not in seen:
+                seen.add(entry.info.id)
+                out.append(entry.info)
+        return out
+
+    def get_session(self, id: Optional[str] = None, *, conversation_id: Optional[str] = None) -> Session:
+        """The live session with this id or conversation id.
+
+        :raises SessionNotFoundError: when there is none.
+        """
+        return self._find_session(id, conversation_id).public
+
+    def _find_session(self, id: Optional[str], conversation_id: Optional[str]) -> Any:
+        if (id is None) == (conversation_id is None):
+            raise UsageError("give exactly one of id= or conversation_id=")
+        for session in list(self._core.sessions.values()):
+            if (id is not None and session.sid == id) or (
+                    conversation_id is not None and session.conversation_id == conversation_id):
+                return session
+        what = f"id {id!r}" if id is not None else f"conversation id {conversation_id!r}"
+        raise SessionNotFoundError(f"no active session with {what}", session_id=id)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise ClosedError(f"{what}: the SDK is closed")
+
+    def initialize(self, timeout: Optional[float] = 30.0) -> None:
+        """Connect to Genesys Cloud and return once calls can be received (emits ``connected`` then ``ready``).
+
+        REST ``users/me`` and ``organizations/me``, a streaming channel, the WebSocket with SASL and bind,
+        ICE servers, pings.
+
+        :raises AuthenticationError: the token was refused (HTTP 401/403 or SASL failure).
+        :raises ConnectionFailedError: a host could not be reached.
+        :raises OperationTimeoutError: it took longer than ``timeout`` seconds.
+        """
+        self._check_open("initialize")
+        if self._core.state == "connected":
+            return
+        self._user_disconnected = False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self.org = self.api.get_organization()
+        except (ApiError, ConnectionFailedError) as exc:
+            if isinstance(exc, ApiError) and exc.status in (401, 403):
+                raise
+            if isinstance(exc, ConnectionFailedError):
+                raise
+            self.log.warning("GET organizations/me failed (%s); continuing without organization details", exc)
+        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+        self._core.call(self._core.connect, remaining, "initialize")
+        self._emit("ready")
+
+    def disconnect(self, timeout: Optional[float] = 10.0) -> None:
+        """Close the streaming connection (no reconnect).
+
+        With ``session_survivability`` (default) sessions stay up and media keeps flowing; without it
+        every session ends with reason ``connectivity-error``.  :meth:`initialize` connects again.
+        """
+        if self._closed:
+            return
+        self._user_disconnected = True
+        was = self._core.state
+
+        async def run() -> None:
+            await self._core.disconnect()
+            if was in ("connected", "connecting", "disconnected") and not self.options.session_survivability:
+                self._core.end_all_sessions_locally("connectivity-error")
+
+        self._core.call(run, timeout, "disconnect")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End every session, disconnect, and stop every thread of this SDK.  Idempotent, any thread.
+
+        Called from inside an event callback it cannot join the events thread it runs on; everything
+        else is still torn down.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._user_disconnected = True
+        core = self._core
+        try:
+            if core.thread.is_alive() and not core.on_core_thread():
+                core.call(core.shutdown, timeout, "close")
+        except PureCloudWebrtcError as exc:
+            self.log.warning("close: shutdown was not clean: %s", exc)
+        finally:
+            if core.thread.is_alive():
+                core.loop.call_soon_threadsafe(core.loop.stop)
+                if not core.on_core_thread():
+                    core.thread.join(timeout)
+            core.executor.shutdown(wait=not core.on_core_thread())
+            for stream in [core.stream, *core.old_streams]:
+                if stream is not None and stream.transport is not None:
+                    stream.transport.close()
+                    stream.transport.join(2.0)
+            self._dispatcher.close(timeout)
+            self._disconnect_all()
+            self.api.close()
+            core.state = "closed"
+
+    def __enter__(self) -> "PureCloudWebrtcSdk":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A forgotten SDK must not keep threads alive; close() is idempotent.
+        try:
+            if not getattr(self, "_closed", True):
+                self.close(timeout=2.0)
+        except Exception:
+            pass
+
+    def set_access_token(self, token: str) -> None:
+        """Use ``token`` for REST calls and the next (re)connect, without dropping calls."""
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError("access token must be a non-empty string", "access_token")
+        self.api.set_access_token(token)
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def accept_pending_session(
+        self,
+        id: str,
+        *,
+        source: Any = None,
+        sink: Any = None,
+        auto_start_media: bool = True,
+        auto_connect_session: Optional[bool] = None,
+        timeout: Optional[float] = 10.0,
+    ) -> None:
+        """Accept a proposed call (sends XEP-0353 ``proceed``); media follows when the offer arrives.
+
+        :param id: the id from the ``pendingSession`` event.
+        :param source: what we send: ``None`` (SDK default, normally the microphone), a WAV path, an
+            :class:`~purecloud_webrtc.media.AudioSource` (``ToneSource(440)``...), an aiortc track or a callable.
+        :param sink: where the remote audio goes: ``None`` (default speaker), a WAV path, an
+            :class:`~purecloud_webrtc.media.AudioSink`, a callable ``fn(samples, timestamp)`` or a list of these.
+        :param auto_start_media: with ``False`` and no ``source``, answer receive-only.
+        :param auto_connect_session: answer as soon as the offer arrives (default: the SDK's
+            ``auto_connect_sessions``); with ``False`` call ``session.accept()`` after ``sessionStarted``.
+        :raises SessionNotFoundError: unknown id, or no longer pending (withdrawn, handled elsewhere).
+        :raises SessionStateError: already accepted.
+        """
+        self._check_open("accept_pending_session")
+        if not isinstance(id, str) or not id:
+            raise UsageError("accept_pending_session needs the pending session id (a string)")
+        options = AcceptOptions(source, sink, auto_start_media, auto_connect_session)
+        self._core.call(lambda: self._core.accept_pending(id, options), timeout, "accept_pending_session")
+
+    acceptPendingSession = accept_pending_session  # noqa: N815 - the seed's spelling
+
+    def _accept_session(self, core_session: Any, source: Any, sink: Any, auto_start_media: bool,
+                        timeout: Optional[float]) -> None:
+        self._check_open("accept")
+        self._core.call(lambda: self._core.accept_session(core_session, source, sink, auto_start_media),
+                        timeout or 20.0, "session.accept")
+
+    def end_session(
+        self,
+        id: Optional[str] = None,
+        *,
+        conversation_id: Optional[str] = None,
+        reason: str = "success",
+        timeout: Optional[float] = 15.0,
+    ) -> None:
+        """Hang up a session and return once it has ended.
+
+        As the seed does: ``GET conversations/calls/{cid}``, then ``PATCH`` this user's connected participant
+        to ``disconnected``; the service answers with a Jingle ``session-terminate``.  When the session has no
+        conversation id, a REST call fails, or no terminate arrives in time, a Jingle ``session-terminate``
+        is sent instead.
+
+        :raises SessionNotFoundError: no live session with that id / conversation id.
+        """
+        self._check_open("end_session")
+        session = self._find_session(id, conversation_id)
+        if self._dispatcher.on_events_thread():
+            wait = 0.0  # inside a callback: never wait for an event we would have to deliver ourselves
+        else:
+            wait = min(5.0, timeout) if timeout else 5.0
+        me = self._core.me or {}
+        rest_ok = False
+        if session.conversation_id and me.get("id"):
+            try:
+                conversation = self.api.get_conversation(session.conversation_id)
+                participant = self.api.my_connected_participant(conversation, me["id"])
+                if participant is None:
+                    raise ApiError(f"no connected participant of this user in conversation {session.conversation_id}")
+                self.api.patch_participant(session.conversation_id, participant["id"], {"state": "disconnected"})
+                rest_ok = True
+            except (ApiError, ConnectionFailedError) as exc:
+                self._core.trace("warning", f"ending {session.sid} by REST failed ({exc}); sending session-terminate",
+                                 {"session_id": session.sid})
+        if rest_ok and wait > 0:
+            deadline = time.monotonic() + wait
+            while not session.ended and time.monotonic() < deadline:
+                time.sleep(0.02)
+        if not session.ended:
+            self._core.call(lambda: session.finish(reason, send=True), timeout, "end_session")
+
+    endSession = end_session  # noqa: N815
+
+    def start_softphone_session(self, phone_number: Optional[str] = None, *, user_id: Optional[str] = None,
+                                queue_id: Optional[str] = None, **fields: Any) -> str:
+        """Place a call by REST (``POST /conversations/calls``) and return its conversation id.
+
+        The service then proposes the call to this user with auto-answer set; with
+        ``auto_answer_outbound_calls`` (default) the SDK answers it, and ``sessionStarted`` follows.
+        Correlate the session by its ``conversation_id``.
+        """
+        self._check_open("start_softphone_session")
+        body: Dict[str, Any] = dict(fields)
+        if phone_number:
+            body["phoneNumber"] = phone_number
+        if user_id:
+            body["callUserId"] = user_id
+        if queue_id:
+            body["callQueueId"] = queue_id
+        if not any(k in body for k in ("phoneNumber", "callUserId", "callQueueId", "participants", "conversationIds")):
+            raise UsageError("start_softphone_session needs phone_number, user_id or queue_id")
+        result = self.api.place_call(body)
+        conversation_id = result.get("id") if isinstance(result, dict) else None
+        if not conversation_id:
+            raise ApiError("POST conversations/calls returned no conversation id", body=result)
+        return conversation_id
+
+    def __repr__(self) -> str:
+        return f"<PureCloudWebrtcSdk {self.options.environment} state={self.state} jid={self.jid}>"
