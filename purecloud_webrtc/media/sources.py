@@ -1,0 +1,688 @@
+"""Audio sources: what the SDK sends into a call.
+
+An :class:`AudioSource` makes one aiortc audio track per call with
+:meth:`AudioSource.create_track`, which the SDK calls on its core loop thread.
+The generated tracks (:class:`ToneSource`, :class:`SilenceSource`,
+:class:`WavFileSource`, :class:`CallbackSource`) produce 20 ms frames of s16
+mono at 48 kHz with continuous ``pts`` (``time_base`` 1/48000) and pace
+themselves in real time, because aiortc's sender reads as fast as ``recv()``
+returns.  :class:`MicrophoneSource` is paced by the sound card instead.
+
+Threading: tracks are read (``recv()``) on the core loop thread only;
+:meth:`AudioSource.close` may be called from any thread; a microphone's capture
+callback runs on a PortAudio thread and hands its data to the core loop with
+``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import fractions
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable, Optional, Union
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from . import _pyaudio
+from ._pyaudio import AudioDevice, AudioDeviceError
+from .analysis import FRAME_SAMPLES, SAMPLE_RATE, to_int16
+
+__all__ = [
+    "AudioSource",
+    "ToneSource",
+    "SilenceSource",
+    "WavFileSource",
+    "MicrophoneSource",
+    "TrackSource",
+    "CallbackSource",
+    "resolve_source",
+    "SourceSpec",
+]
+
+logger = logging.getLogger(__name__)
+_module_logger = logger  # resolve_source() has a parameter named ``logger``
+
+#: A generated track that falls further behind real time than this (the loop
+#: stalled, or nobody read it for a while) re-anchors its clock instead of
+#: bursting the backlog out at once.  ``pts`` stays continuous.
+MAX_LAG_SECONDS = 0.5
+
+SourceFunction = Callable[[int], Union[np.ndarray, bytes, bytearray, None]]
+SourceSpec = Union[None, "AudioSource", MediaStreamTrack, str, "os.PathLike[str]", SourceFunction]
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _stop_track_threadsafe(track: MediaStreamTrack, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    """Stop ``track`` on its loop thread (``track.stop()`` emits events, which belong to that loop)."""
+    if track.readyState != "live":
+        return
+    if loop is not None and loop is not _running_loop() and not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(track.stop)
+            return
+        except RuntimeError:  # the loop closed in between
+            pass
+    track.stop()
+
+
+def make_frame(samples: np.ndarray, pts: int, sample_rate: int = SAMPLE_RATE) -> av.AudioFrame:
+    """Build an s16 mono ``av.AudioFrame`` with ``pts`` in units of ``1/sample_rate``.
+
+    :param samples: 1-D int16 samples.
+    """
+    data = np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
+    frame.sample_rate = sample_rate
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, sample_rate)
+    return frame
+
+
+class AudioSource(abc.ABC):
+    """Something that can feed audio into calls.
+
+    :meth:`create_track` runs on the SDK's core loop thread, once per call;
+    :meth:`close` may run on any thread.  Subclasses that own devices or files
+    release them in :meth:`_release`.
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._state_lock = threading.Lock()
+        self._tracks: "weakref.WeakKeyDictionary[MediaStreamTrack, Optional[asyncio.AbstractEventLoop]]" = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @abc.abstractmethod
+    def create_track(self) -> MediaStreamTrack:
+        """Return a new ``kind="audio"`` track for one call.
+
+        Called on the core loop thread, once per call/session.
+
+        :raises RuntimeError: if the source is closed.
+        """
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return getattr(self, "_closed", False)
+
+    def close(self) -> None:
+        """Release devices/files and end the tracks this source made; idempotent, any thread."""
+        lock = getattr(self, "_state_lock", None)
+        if lock is None:  # a subclass that did not call __init__
+            self._closed = True
+            return
+        with lock:
+            if self._closed:
+                return
+            self._closed = True
+            tracks = list(self._tracks.items())
+        for track, loop in tracks:
+            _stop_track_threadsafe(track, loop)
+        try:
+            self._release()
+        except Exception:
+            logger.exception("error while closing %r", self)
+
+    def _release(self) -> None:
+        """Release owned resources; called once by :meth:`close`."""
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+
+    def _remember(self, track: MediaStreamTrack) -> None:
+        with self._state_lock:
+            self._tracks[track] = _running_loop()
+
+    def __enter__(self) -> "AudioSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}{' closed' if self.closed else ''}>"
+
+
+class _GeneratedTrack(MediaStreamTrack):
+    """A real-time paced track whose samples come from a ``produce(n)`` function.
+
+    ``produce`` returns ``n`` int16 samples, or ``None`` at the end of the
+    stream.  ``recv()`` runs on the core loop thread.
+    """
+
+    kind = "audio"
+
+    def __init__(self, produce: Callable[[int], Optional[np.ndarray]], sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__()
+        self._produce = produce
+        self._sample_rate = sample_rate
+        self._frame_samples = sample_rate // 50
+        self._start: Optional[float] = None
+        self._pts = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            # Each frame's due time is computed from the anchor, never from the
+            # previous wake-up, so sleep overshoot does not accumulate.
+            delay = self._start + self._pts / self._sample_rate - now
+            if delay > 0:
+                await asyncio.sleep(delay)
+                if self.readyState != "live":
+                    raise MediaStreamError
+            elif delay < -MAX_LAG_SECONDS:
+                logger.debug("%r fell %.0f ms behind real time; re-anchoring its clock", self, -delay * 1000)
+                self._start = now - self._pts / self._sample_rate
+        samples = self._produce(self._frame_samples)
+        if samples is None:
+            self.stop()
+            raise MediaStreamError
+        frame = make_frame(samples, self._pts, self._sample_rate)
+        self._pts += self._frame_samples
+        return frame
+
+
+class ToneSource(AudioSource):
+    """A sine tone; phase is continuous across frames.
+
+    ``frequency`` and ``amplitude`` may be changed from any thread while a call
+    runs; the next frame uses the new values, still phase-continuous.
+
+    :param frequency: Hz, ``0 <= frequency < sample_rate / 2``.
+    :param amplitude: peak level relative to full scale, ``0..1``.
+    :param sample_rate: the tracks' rate (keep 48000 for Opus).
+    """
+
+    def __init__(self, frequency: float = 440.0, amplitude: float = 0.3, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__()
+        if sample_rate <= 0 or sample_rate % 50:
+            raise ValueError(f"sample_rate must be a positive multiple of 50, not {sample_rate!r}")
+        self.sample_rate = int(sample_rate)
+        self._frequency = 0.0
+        self._amplitude = 0.0
+        self.frequency = frequency
+        self.amplitude = amplitude
+
+    @property
+    def frequency(self) -> float:
+        """The tone's frequency in Hz."""
+        return self._frequency
+
+    @frequency.setter
+    def frequency(self, value: float) -> None:
+        value = float(value)
+        if not (0.0 <= value < self.sample_rate / 2):
+            raise ValueError(f"frequency must be in [0, {self.sample_rate / 2:g}) Hz, not {value!r}")
+        self._frequency = value
+
+    @property
+    def amplitude(self) -> float:
+        """Peak amplitude relative to full scale (0..1)."""
+        return self._amplitude
+
+    @amplitude.setter
+    def amplitude(self, value: float) -> None:
+        value = float(value)
+        if not (0.0 <= value <= 1.0):
+            raise ValueError(f"amplitude must be in [0, 1], not {value!r}")
+        self._amplitude = value
+
+    def create_track(self) -> MediaStreamTrack:
+        self._check_open()
+        phase = 0.0
+        rate = self.sample_rate
+
+        def produce(n: int) -> np.ndarray:
+            nonlocal phase
+            step = 2.0 * math.pi * self._frequency / rate
+            phases = phase + step * np.arange(n)
+            phase = float((phase + step * n) % (2.0 * math.pi))
+            samples: np.ndarray = np.rint(np.sin(phases) * (self._amplitude * 32767.0)).astype(np.int16)
+            return samples
+
+        track = _GeneratedTrack(produce, rate)
+        self._remember(track)
+        return track
+
+    def __repr__(self) -> str:
+        return f"<ToneSource {self._frequency:g} Hz amplitude {self._amplitude:g}{' closed' if self.closed else ''}>"
+
+
+class SilenceSource(AudioSource):
+    """Digital silence, paced in real time (keeps RTP flowing when there is nothing to say)."""
+
+    def create_track(self) -> MediaStreamTrack:
+        self._check_open()
+        track = _GeneratedTrack(lambda n: np.zeros(n, dtype=np.int16))
+        self._remember(track)
+        return track
+
+
+def decode_audio_file(path: Union[str, "os.PathLike[str]"], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a whole audio file to int16 mono at ``sample_rate``.
+
+    Any format FFmpeg (through PyAV) reads: WAV with 8/16/24/32-bit integer or
+    float samples, any rate and channel count (channels are averaged), and
+    compressed formats too.  Runs on the calling thread.
+
+    :raises FileNotFoundError: if ``path`` does not exist.
+    :raises ValueError: if the file holds no decodable audio.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file not found: {path}")
+    pieces: list[np.ndarray] = []
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path} has no audio stream")
+            for frame in container.decode(audio=0):
+                frame.pts = None  # let the resampler count samples itself
+                pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise ValueError(f"cannot decode audio file {path}: {exc}") from exc
+    if not pieces:
+        return np.zeros(0, dtype=np.int16)
+    return np.concatenate(pieces).astype(np.int16, copy=False)
+
+
+class WavFileSource(AudioSource):
+    """Plays an audio file (normally a WAV) into each call, from its start.
+
+    The file is decoded once, in the constructor, to 48 kHz mono int16 held in
+    memory (~5.8 MB per minute).  With ``loop=True`` it repeats seamlessly;
+    with ``loop=False`` the track ends (``MediaStreamError``) after the last
+    frame, whose tail is padded with silence.
+
+    :param path: the file.
+    :param loop: repeat forever instead of ending.
+    :raises FileNotFoundError: if ``path`` does not exist.
+    :raises ValueError: if it holds no decodable audio.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], loop: bool = True) -> None:
+        super().__init__()
+        self.path = os.fspath(path)
+        self.loop = bool(loop)
+        self._samples: np.ndarray = decode_audio_file(self.path)
+        logger.debug("loaded %s: %.2f s", self.path, self.duration)
+
+    @property
+    def duration(self) -> float:
+        """Length of the decoded audio in seconds."""
+        return self._samples.size / SAMPLE_RATE
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The decoded 48 kHz mono int16 samples (read-only view)."""
+        view = self._samples.view()
+        view.flags.writeable = False
+        return view
+
+    def create_track(self) -> MediaStreamTrack:
+        self._check_open()
+        data = self._samples
+        loop = self.loop
+        position = 0
+
+        def produce(n: int) -> Optional[np.ndarray]:
+            nonlocal position
+            total = data.size
+            if loop:
+                if total == 0:
+                    return np.zeros(n, dtype=np.int16)
+                indices = (position + np.arange(n)) % total
+                position = (position + n) % total
+                return data[indices]
+            if position >= total:
+                return None
+            chunk = data[position : position + n]
+            position += n
+            if chunk.size < n:
+                chunk = np.concatenate([chunk, np.zeros(n - chunk.size, dtype=np.int16)])
+            return chunk
+
+        track = _GeneratedTrack(produce)
+        self._remember(track)
+        return track
+
+    def __repr__(self) -> str:
+        return f"<WavFileSource {self.path!r} loop={self.loop}{' closed' if self.closed else ''}>"
+
+
+class CallbackSource(AudioSource):
+    """Audio produced by a function: ``fn(n_samples) -> samples``.
+
+    ``fn`` is called on the core loop thread once per 20 ms frame, so it must
+    return quickly and must not block (do slow work elsewhere and hand over
+    the results through a queue).  It returns int16 mono 48 kHz samples as a
+    numpy array (floats are taken as full scale 1.0) or as little-endian
+    int16 bytes.  Extra samples are kept for the next frame, a short answer is
+    padded with silence, and ``None`` ends the track.  An exception in ``fn``
+    is logged with its traceback (at most once a second) and the frame is
+    silent; it never reaches aiortc.
+
+    :param fn: the sample function.
+    """
+
+    def __init__(self, fn: SourceFunction) -> None:
+        super().__init__()
+        if not callable(fn):
+            raise TypeError(f"CallbackSource needs a callable, not {type(fn).__name__}")
+        self.fn = fn
+        self.errors = 0
+
+    def create_track(self) -> MediaStreamTrack:
+        self._check_open()
+        pending = np.zeros(0, dtype=np.int16)
+        last_logged = -math.inf
+        short_logged = False
+
+        def produce(n: int) -> Optional[np.ndarray]:
+            nonlocal pending, last_logged, short_logged
+            while pending.size < n:
+                try:
+                    result = self.fn(n - pending.size)
+                except Exception:
+                    self.errors += 1
+                    now = time.monotonic()
+                    if now - last_logged >= 1.0:
+                        last_logged = now
+                        logger.exception("audio source callback %r failed (%d failures so far)", self.fn, self.errors)
+                    result = np.zeros(n - pending.size, dtype=np.int16)
+                if result is None:
+                    if pending.size == 0:
+                        return None
+                    result = np.zeros(0, dtype=np.int16)
+                chunk = to_int16(result).reshape(-1)
+                if chunk.size < n - pending.size:
+                    if not short_logged:
+                        short_logged = True
+                        logger.debug("audio source callback returned fewer samples than asked; padding")
+                    chunk = np.concatenate([chunk, np.zeros(n - pending.size - chunk.size, dtype=np.int16)])
+                pending = np.concatenate([pending, chunk])
+            out, pending = pending[:n], pending[n:]
+            return out
+
+        track = _GeneratedTrack(produce)
+        self._remember(track)
+        return track
+
+    def __repr__(self) -> str:
+        return f"<CallbackSource {self.fn!r}{' closed' if self.closed else ''}>"
+
+
+class TrackSource(AudioSource):
+    """The user's own aiortc audio track, handed to the call as is.
+
+    The same track is returned for every call, so use one call at a time.
+    :meth:`close` does not stop it: it belongs to the user.
+
+    :param track: a ``kind="audio"`` :class:`aiortc.MediaStreamTrack`.
+    :raises ValueError: for a non-audio track.
+    """
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        super().__init__()
+        if getattr(track, "kind", None) != "audio":
+            raise ValueError(f"TrackSource needs an audio track, not kind={getattr(track, 'kind', None)!r}")
+        self.track = track
+
+    def create_track(self) -> MediaStreamTrack:
+        self._check_open()
+        if self.track.readyState != "live":
+            logger.warning("TrackSource: the user's track %r has already ended", self.track)
+        return self.track
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"<TrackSource {self.track!r}{' closed' if self.closed else ''}>"
+
+
+class _MicrophoneTrack(MediaStreamTrack):
+    """One call's view of a :class:`MicrophoneSource`.
+
+    Captured chunks arrive on the loop thread through ``call_soon_threadsafe``
+    into a bounded ``asyncio.Queue`` that drops its oldest chunk when full;
+    ``recv()`` runs on that loop thread and cuts 960-sample frames.
+    """
+
+    kind = "audio"
+
+    def __init__(self, source: "MicrophoneSource", loop: asyncio.AbstractEventLoop, max_queue: int) -> None:
+        super().__init__()
+        self._source = source
+        self._capture_loop = loop
+        self._queue: "asyncio.Queue[Optional[np.ndarray]]" = asyncio.Queue(maxsize=max_queue)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._pts = 0
+        self.dropped = 0
+
+    def feed_threadsafe(self, samples: np.ndarray) -> None:
+        """Hand captured samples to the loop; called on the PortAudio thread."""
+        try:
+            self._capture_loop.call_soon_threadsafe(self._put, samples)
+        except RuntimeError:  # loop closed
+            pass
+
+    def _put(self, item: Optional[np.ndarray]) -> None:
+        if self._queue.full():
+            try:
+                self._queue.get_nowait()
+            except asyncio.QueueEmpty:  # pragma: no cover
+                pass
+            if item is not None:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 250 == 0:
+                    logger.warning("microphone audio is not being read fast enough; dropped %d chunks", self.dropped)
+        self._queue.put_nowait(item)
+
+    async def recv(self) -> av.AudioFrame:
+        while self._pending.size < FRAME_SAMPLES:
+            if self.readyState != "live":
+                raise MediaStreamError
+            chunk = await self._queue.get()
+            if chunk is None:
+                raise MediaStreamError
+            self._pending = np.concatenate([self._pending, chunk])
+        samples, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
+        frame = make_frame(samples, self._pts)
+        self._pts += FRAME_SAMPLES
+        return frame
+
+    def stop(self) -> None:
+        was_live = self.readyState == "live"
+        super().stop()
+        if was_live:
+            self._source._unsubscribe(self)
+            if _running_loop() is self._capture_loop:
+                self._put(None)
+            else:
+                try:
+                    self._capture_loop.call_soon_threadsafe(self._put, None)
+                except RuntimeError:
+                    pass
+
+
+class MicrophoneSource(AudioSource):
+    """Captures from a PortAudio input device (needs pyaudio).
+
+    The device is found and its stream opened in the constructor, so a
+    missing or broken device fails there (:class:`AudioDeviceError`); capture
+    starts when the first call's track is created and pauses when the last one
+    stops.  Capture runs at 48 kHz when the device accepts it, otherwise at its
+    default rate, resampled to 48 kHz.  The capture callback runs on
+    PortAudio's thread and hands 20 ms chunks to the core loop thread with
+    ``loop.call_soon_threadsafe``; each track buffers at most ``max_queue``
+    chunks and drops the oldest beyond that.
+
+    :param device: PortAudio index, name (substring) or ``None`` for the default input.
+    :param max_queue: chunks (20 ms each) buffered per track.
+    :raises AudioDeviceError: pyaudio missing, no such device, or opening failed.
+    """
+
+    def __init__(self, device: Union[int, str, None] = None, *, max_queue: int = 10) -> None:
+        super().__init__()
+        self.device: AudioDevice = _pyaudio.find_device(device, "input")
+        self.max_queue = max(1, int(max_queue))
+        if _pyaudio.is_rate_supported(self.device, "input", SAMPLE_RATE):
+            self.capture_rate = SAMPLE_RATE
+        else:
+            self.capture_rate = int(round(self.device.default_sample_rate))
+        self._resampler: Optional[av.AudioResampler] = None
+        if self.capture_rate != SAMPLE_RATE:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        self._subscribers: list[_MicrophoneTrack] = []
+        self._subscribers_lock = threading.Lock()  # the only lock the PortAudio callback takes
+        self._stream_lock = threading.Lock()
+        self._overflows = 0
+        self._callback_errors = 0
+        self._stream: Any = _pyaudio.open_input_stream(
+            self.device,
+            rate=self.capture_rate,
+            channels=1,
+            frames_per_buffer=self.capture_rate // 50,
+            callback=self._on_audio,
+            start=False,
+        )
+        logger.info("microphone %s opened at %d Hz", self.device.describe(), self.capture_rate)
+
+    def _on_audio(self, in_data: Optional[bytes], frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
+        # Runs on PortAudio's callback thread: no blocking, no loop access.
+        try:
+            if status:
+                self._overflows += 1
+                if self._overflows == 1:
+                    logger.debug("microphone reported status flags %#x", status)
+            if in_data:
+                samples = np.frombuffer(in_data, dtype="<i2").astype(np.int16)
+                if self._resampler is not None:
+                    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+                    frame.sample_rate = self.capture_rate
+                    parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+                    samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+                if samples.size:
+                    with self._subscribers_lock:
+                        subscribers = list(self._subscribers)
+                    for track in subscribers:
+                        track.feed_threadsafe(samples)
+        except Exception:
+            self._callback_errors += 1
+            if self._callback_errors == 1:
+                logger.exception("error in the microphone capture callback")
+        return None, 0  # paContinue
+
+    def create_track(self) -> MediaStreamTrack:
+        """Return a track fed by the microphone; must be called on the core loop thread.
+
+        :raises RuntimeError: if the source is closed or no asyncio loop runs on this thread.
+        """
+        self._check_open()
+        loop = _running_loop()
+        if loop is None:
+            raise RuntimeError("MicrophoneSource.create_track() must be called on the running core loop thread")
+        track = _MicrophoneTrack(self, loop, self.max_queue)
+        self._remember(track)
+        with self._subscribers_lock:
+            self._subscribers.append(track)
+        self._update_stream()
+        return track
+
+    def _unsubscribe(self, track: _MicrophoneTrack) -> None:
+        with self._subscribers_lock:
+            if track in self._subscribers:
+                self._subscribers.remove(track)
+        self._update_stream()
+
+    def _update_stream(self) -> None:
+        # Never hold _subscribers_lock here: stop_stream() waits for a running
+        # callback, which may be waiting for that lock.
+        with self._subscribers_lock:
+            wanted = bool(self._subscribers)
+        with self._stream_lock:
+            if self._stream is None:
+                return
+            try:
+                if wanted and self._stream.is_stopped():
+                    self._stream.start_stream()
+                    logger.debug("microphone capture started")
+                elif not wanted and not self._stream.is_stopped():
+                    self._stream.stop_stream()
+                    logger.debug("microphone capture paused")
+            except Exception:
+                logger.exception("could not %s microphone capture", "start" if wanted else "pause")
+
+    def _release(self) -> None:
+        with self._subscribers_lock:
+            self._subscribers.clear()
+        with self._stream_lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            _pyaudio.close_stream(stream)
+            logger.info("microphone %s closed", self.device.describe())
+
+    def __repr__(self) -> str:
+        return f"<MicrophoneSource {self.device.name!r}{' closed' if self.closed else ''}>"
+
+
+def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None) -> AudioSource:
+    """Turn what a user passed as "audio to send" into an :class:`AudioSource`.
+
+    - ``None``: the default microphone; if pyaudio is missing, no input device
+      exists or it cannot be opened, a WARNING with the reason is logged and a
+      :class:`SilenceSource` is returned instead;
+    - an :class:`AudioSource`: itself;
+    - an aiortc ``MediaStreamTrack``: a :class:`TrackSource`;
+    - a ``str`` or ``os.PathLike``: a :class:`WavFileSource` (looping);
+    - a callable: a :class:`CallbackSource`.
+
+    Runs on the calling thread (opening a microphone can take tens of ms).
+
+    :param logger: where to log the fallback warning (default: this module's logger).
+    :raises TypeError: for anything else.
+    :raises FileNotFoundError: for a path that does not exist.
+    """
+    log = logger if logger is not None else _module_logger
+    if spec is None:
+        try:
+            return MicrophoneSource()
+        except (AudioDeviceError, OSError) as exc:
+            log.warning("no microphone available, sending silence instead: %s", exc)
+            return SilenceSource()
+    if isinstance(spec, AudioSource):
+        return spec
+    if isinstance(spec, MediaStreamTrack):
+        return TrackSource(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return WavFileSource(spec)
+    if callable(spec):
+        return CallbackSource(spec)
+    raise TypeError(
+        "an audio source must be None (default microphone), an AudioSource, an aiortc MediaStreamTrack, "
+        f"a file path (str or os.PathLike) or a callable fn(n_samples) -> samples, not {type(spec).__name__}"
+    )
