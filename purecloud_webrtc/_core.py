@@ -159,16 +159,19 @@ class Core:
 
     # -- connection -------------------------------------------------------------------------
 
-    async def connect(self, reconnect: bool = False) -> None:
+    async def connect(self, reconnect: bool = False, deadline: Optional[float] = None) -> None:
         """REST user + channel, WebSocket, SASL, bind, ICE servers, pings; then ``connected``."""
         if self.closing:
             raise ClosedError("the SDK is closed")
         self.state = "connecting"
+        def remaining() -> Optional[float]:
+            return None if deadline is None else max(0.05, deadline - time.monotonic())
+
         if self.me is None:
-            self.me = await self.run_blocking(self.api.get_me)
+            self.me = await self.run_blocking(self.api.get_me, timeout=remaining())
             self.jid = Jid.parse(self.me["chat"]["jabberId"]).bare
         assert self.jid is not None
-        channel = await self.run_blocking(self.api.create_streaming_channel)
+        channel = await self.run_blocking(self.api.create_streaming_channel, timeout=remaining())
         url = f"{self.options.streaming_base_url.rstrip('/')}/stream/channels/{channel['id']}"
         stream = XmppStream(
             self.loop,
@@ -235,8 +238,12 @@ class Core:
         if stream is not self.stream:
             return
         self.state = "disconnected"
-        will_reconnect = self.options.reconnect and not self.closing and not self.sdk._user_disconnected
-        self.trace("warning", f"streaming connection lost: {reason}", {"reason": reason})
+        on_purpose = self.closing or self.sdk._user_disconnected
+        will_reconnect = self.options.reconnect and not on_purpose
+        if on_purpose:
+            self.trace("info", f"streaming connection closed: {reason}", {"reason": reason})
+        else:
+            self.trace("warning", f"streaming connection lost: {reason}", {"reason": reason})
         self.sdk._emit("disconnected", {"reason": reason, "reconnecting": will_reconnect})
         if not self.options.session_survivability:
             self.end_all_sessions_locally("connectivity-error")

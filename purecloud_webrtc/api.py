@@ -87,7 +87,8 @@ class ApiClient:
         """``{base}/api/v2/{path}`` with leading/trailing slashes of ``path`` trimmed (as the official client does)."""
         return f"{self.base_url}/api/v2/{path.strip('/')}"
 
-    def request(self, method: str, path: str, *, json: Any = None, params: Optional[Dict[str, str]] = None) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, params: Optional[Dict[str, str]] = None,
+                timeout: Optional[float] = None) -> Any:
         """Send one request and return the decoded JSON body (``None`` for an empty body).
 
         :raises AuthenticationError: on 401/403.
@@ -96,11 +97,12 @@ class ApiClient:
         """
         url = self.url(path)
         headers = {"Authorization": f"Bearer {self.access_token}"}
+        timeout = self.timeout if timeout is None else max(0.05, min(timeout, self.timeout))
         try:
             response = self._session.request(method, url, json=json, params=params, headers=headers,
-                                             timeout=self.timeout)
+                                             timeout=timeout)
         except requests.exceptions.Timeout as exc:
-            raise ConnectionFailedError(f"{method} {url} timed out after {self.timeout} s", url=url) from exc
+            raise ConnectionFailedError(f"{method} {url} timed out after {timeout:.1f} s", url=url) from exc
         except requests.exceptions.RequestException as exc:
             raise ConnectionFailedError(f"cannot reach {url}: {exc}", url=url) from exc
         correlation_id = response.headers.get("inin-correlation-id")
@@ -131,20 +133,20 @@ class ApiClient:
 
     # -- the calls of the softphone ----------------------------------------------------
 
-    def get_me(self) -> Dict[str, Any]:
+    def get_me(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """``GET /users/me``: the user's ``id`` and ``chat.jabberId``."""
-        body = self.request("GET", "users/me")
+        body = self.request("GET", "users/me", timeout=timeout)
         if not isinstance(body, dict) or not body.get("id") or not (body.get("chat") or {}).get("jabberId"):
             raise ApiError("GET users/me returned no id or chat.jabberId", body=body, method="GET", url=self.url("users/me"))
         return body
 
-    def get_organization(self) -> Dict[str, Any]:
+    def get_organization(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """``GET /organizations/me``."""
-        return self.request("GET", "organizations/me")
+        return self.request("GET", "organizations/me", timeout=timeout)
 
-    def create_streaming_channel(self) -> Dict[str, Any]:
+    def create_streaming_channel(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """``POST /notifications/channels?connectionType=streaming``: a new channel id."""
-        body = self.request("POST", "notifications/channels", params={"connectionType": "streaming"})
+        body = self.request("POST", "notifications/channels", params={"connectionType": "streaming"}, timeout=timeout)
         if not isinstance(body, dict) or not body.get("id"):
             raise ApiError("POST notifications/channels returned no channel id", body=body, method="POST",
                            url=self.url("notifications/channels"))

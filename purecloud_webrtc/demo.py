@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
 from typing import Any, List, Optional, Tuple
 
@@ -21,8 +22,13 @@ from .media import BufferSink, ToneSource
 TOLERANCE_HZ = 5.0
 
 
+_print_lock = threading.Lock()
+
+
 def _print(*parts: Any) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
+    # Events print from the SDK's events thread, the script from the main thread.
+    with _print_lock:
+        print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
 
 
 def _hook_events(sdk: PureCloudWebrtcSdk) -> None:

@@ -22,6 +22,7 @@ from ._core import AcceptOptions, Core
 from .api import KNOWN_ENVIRONMENTS, ApiClient
 from .errors import (
     ApiError,
+    AuthenticationError,
     ClosedError,
     ConfigurationError,
     ConnectionFailedError,
@@ -346,16 +347,21 @@ class PureCloudWebrtcSdk(Emitter):
             return
         self._user_disconnected = False
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> Optional[float]:
+            return None if deadline is None else max(0.05, deadline - time.monotonic())
+
         try:
-            self.org = self.api.get_organization()
-        except (ApiError, ConnectionFailedError) as exc:
-            if isinstance(exc, ApiError) and exc.status in (401, 403):
-                raise
-            if isinstance(exc, ConnectionFailedError):
-                raise
+            self.org = self.api.get_organization(timeout=remaining())
+        except AuthenticationError:
+            raise
+        except ConnectionFailedError as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise OperationTimeoutError("initialize", timeout) from exc
+            raise
+        except ApiError as exc:
             self.log.warning("GET organizations/me failed (%s); continuing without organization details", exc)
-        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
-        self._core.call(self._core.connect, remaining, "initialize")
+        self._core.call(lambda: self._core.connect(deadline=deadline), remaining(), "initialize")
         self._emit("ready")
 
     def disconnect(self, timeout: Optional[float] = 10.0) -> None:

@@ -462,6 +462,8 @@ class XmppStream:
         if self._transport is None or self.state == "closed":
             self.abort("closed")
             return
+        if self._close_reason is None:
+            self._close_reason = "closed"
         try:
             self._send_raw(element(q("framing", "close")))
             await asyncio.wait_for(self._server_closed.wait(), timeout)

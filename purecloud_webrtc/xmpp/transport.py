@@ -131,6 +131,8 @@ class WebSocketTransport:
                 ws.close(timeout=0.2)
             except Exception:  # the socket is already broken; nothing more to do
                 pass
+            finally:
+                ws.shutdown()  # always release the file descriptor
             self._post(self._report_closed, reason)
 
     def send(self, text: str) -> None:
