@@ -1,0 +1,32 @@
+"""An emulator of the Genesys Cloud side of WebRTC softphone calls, on 127.0.0.1 only.
+
+It serves the Public API calls the SDK makes (``/api/v2/...``), the streaming
+service (XMPP over WebSocket, RFC 7395, at ``/stream/channels/{channelId}``)
+and, per call, the XMPP↔SIP gateway with a real aiortc far end that plays a
+tone and records what it hears.  For tests, demos and offline development::
+
+    from purecloud_webrtc.emulator import Emulator
+
+    with Emulator() as emu:
+        print(emu.api_base_url, emu.access_token, emu.user.jid)
+        call = emu.inbound_call()
+        call.wait_state("connected", timeout=20)
+        call.wait_for_audio()
+        call.hangup()
+
+``python -m purecloud_webrtc.emulator`` runs one from the command line.
+"""
+
+from ._state import EmulatedUser, EmulatorError
+from .party import ALLOWED_MEDIA_ADDRESSES, CALL_STATES, JINGLE_REASONS, EmulatedCall
+from .server import Emulator
+
+__all__ = [
+    "ALLOWED_MEDIA_ADDRESSES",
+    "CALL_STATES",
+    "JINGLE_REASONS",
+    "EmulatedCall",
+    "EmulatedUser",
+    "Emulator",
+    "EmulatorError",
+]
