@@ -75,6 +75,8 @@ Role = Literal["initiator", "responder"]
 #: WRS' data-channel description namespace (PROTOCOL §4.9, last row); not in
 #: :data:`purecloud_webrtc._xml.NS` because nothing else speaks it.
 NS_DATACHANNEL = "urn:xmpp:jingle:transports:webrtc-datachannel:0"
+#: XEP-0343's ``<sctpmap/>`` namespace: how stanza marks a data-channel transport.
+NS_DTLS_SCTP = "urn:xmpp:jingle:transports:dtls-sctp:1"
 
 _ROLES = ("initiator", "responder")
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -859,8 +861,14 @@ def jingle_to_sdp(jingle: Element, role: Role) -> str:
         if name in names_seen:
             raise SdpError(f"content name {name!r} is used twice")
         names_seen.add(name)
-        desc = _description_of(content, f"content {name!r}")
         transport = find(content, "ice_udp", "transport")
+        if not any(split(c.tag)[1] == "description" for c in content) and transport is not None and any(
+                split(c.tag) == (NS_DTLS_SCTP, "sctpmap") for c in transport):
+            # stanza 12 writes a data channel as a content with no <description> and an
+            # XEP-0343 <sctpmap/> in its transport; it is still a data channel (rejected below).
+            lines += _datachannel_section(content, name, transport, role)
+            continue
+        desc = _description_of(content, f"content {name!r}")
         desc_ns = split(desc.tag)[0]
         if desc_ns == NS["rtp"]:
             lines += _rtp_section(content, name, desc, transport, role)
