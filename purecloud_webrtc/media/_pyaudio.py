@@ -140,12 +140,54 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+_silencers: list[Any] = []  # the C callbacks must outlive every ALSA/JACK call that may invoke them
+
+
+def _silence_native_logging() -> None:
+    """Route ALSA's and JACK's own error printing to nothing, for good (once per process).
+
+    Hiding fd 2 only covers the probing at start-up; during playback ALSA still prints lines
+    such as "snd_pcm_recover) underrun occurred" straight to the terminal.  alsa-lib and libjack
+    both let a program install its own error handler: ours drops the text (PortAudio reports
+    the errors that matter through its return codes, which become :class:`AudioDeviceError`).
+    """
+    if _silencers:
+        return
+    import ctypes
+    import ctypes.util
+
+    _silencers.append(None)
+    name = ctypes.util.find_library("asound")
+    if name:
+        try:
+            alsa = ctypes.CDLL(name)
+            handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                            ctypes.c_char_p)
+            handler = handler_type(lambda *args: None)
+            alsa.snd_lib_error_set_handler(handler)
+            _silencers.append(handler)
+        except (OSError, AttributeError):  # pragma: no cover - an odd libasound
+            logger.debug("could not install an ALSA error handler", exc_info=True)
+    name = ctypes.util.find_library("jack")
+    if name:
+        try:
+            jack = ctypes.CDLL(name)
+            message_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+            quiet = message_type(lambda text: None)
+            jack.jack_set_error_function(quiet)
+            jack.jack_set_info_function(quiet)
+            _silencers.append(quiet)
+        except (OSError, AttributeError):  # pragma: no cover
+            logger.debug("could not install a JACK error handler", exc_info=True)
+
+
 def _acquire() -> Any:
     """Return the shared ``PyAudio`` instance, creating it if needed; pair with :func:`_release`."""
     global _instance, _users
     pyaudio = _import_pyaudio()
     with _lock:
         if _instance is None:
+            _silence_native_logging()
             # Without this, libjack tries to spawn a jackd server while probing.
             os.environ.setdefault("JACK_NO_START_SERVER", "1")
             try:
@@ -343,8 +385,12 @@ def _open(device: AudioDevice, kind: DeviceKind, rate: int, channels: int, frame
                 )
         except Exception as exc:
             _release()
+            hint = ""
+            if "-9985" in str(exc) or "unavailable" in str(exc).lower() or "busy" in str(exc).lower():
+                # ALSA hw devices allow one user at a time; PortAudio says only "Device unavailable".
+                hint = " (the device is busy: another program holds it; use a shared device such as 'pulse')"
             raise AudioDeviceError(
-                f"could not open {kind} device {device.describe()} at {rate} Hz, {channels} channel(s): {exc}",
+                f"could not open {kind} device {device.describe()} at {rate} Hz, {channels} channel(s): {exc}{hint}",
                 spec=device.index,
                 kind=kind,
             ) from exc

@@ -135,6 +135,14 @@ class _Worker(Generic[_T]):
         with self._cond:
             return len(self._items)
 
+    def trim(self, keep: int) -> int:
+        """Drop the oldest items beyond the newest ``keep``; return how many were dropped (any thread)."""
+        with self._cond:
+            dropped = max(0, len(self._items) - keep)
+            for _ in range(dropped):
+                self._items.popleft()
+            return dropped
+
     def _run(self) -> None:
         try:
             while True:
@@ -493,12 +501,23 @@ class SpeakerSink(AudioSink):
     thread named ``pcw-speaker-N`` with blocking writes; the queue holds at most
     ``max_queue`` 20 ms frames (dropping the oldest) to keep latency low.
 
+    Latency: the device buffer is ``buffer_ms`` (default 20 ms; PortAudio keeps about two of
+    them).  A queue that has not emptied for half a second (the device started late, the
+    machine stalled) is cut back to what arrived last, so a backlog never turns into lasting
+    delay while short bursts of network jitter are still absorbed (counted in
+    :attr:`trimmed`).  ``max_queue`` caps the queue (10 frames, 200 ms) by dropping the oldest.
+
     :param device: PortAudio index, name (substring) or ``None`` for the default output.
     :param max_queue: 20 ms frames buffered before dropping.
-    :raises AudioDeviceError: pyaudio missing, no such device, or opening failed.
+    :param buffer_ms: PortAudio buffer size in milliseconds (1..200).
+    :raises AudioDeviceError: pyaudio missing, no such device, or opening failed (busy, unsupported).
+    :raises ValueError: ``buffer_ms`` out of range.
     """
 
-    def __init__(self, device: Union[int, str, None] = None, *, max_queue: int = 10) -> None:
+    def __init__(self, device: Union[int, str, None] = None, *, max_queue: int = 10, buffer_ms: float = 20.0) -> None:
+        if not 1.0 <= float(buffer_ms) <= 200.0:
+            raise ValueError(f"buffer_ms must be between 1 and 200, not {buffer_ms!r}")
+        self.buffer_ms = float(buffer_ms)
         self.device: AudioDevice = _pyaudio.find_device(device, "output")
         if _pyaudio.is_rate_supported(self.device, "output", SAMPLE_RATE):
             self.rate = SAMPLE_RATE
@@ -506,8 +525,15 @@ class SpeakerSink(AudioSink):
             self.rate = int(round(self.device.default_sample_rate))
         self._converter = FrameConverter(channels=1, rate=self.rate)
         self._closed = False
+        #: Frames dropped so far to keep the delay low.
+        self.trimmed = 0
+        self._window_min = 1 << 30
+        self._window_writes = 0
+        self._window_start = 0.0
+        self._frame_seconds = 0.02
         self._stream: Any = _pyaudio.open_output_stream(
-            self.device, rate=self.rate, channels=1, frames_per_buffer=self.rate // 50
+            self.device, rate=self.rate, channels=1,
+            frames_per_buffer=max(1, int(round(self.rate * self.buffer_ms / 1000.0))),
         )
         self._worker: _Worker[bytes] = _Worker(
             "pcw-speaker",
@@ -523,9 +549,31 @@ class SpeakerSink(AudioSink):
             return
         data = self._converter.convert(frame)
         if data.size:
+            self._frame_seconds = data.size / self.rate
             self._worker.put(data.astype("<i2", copy=False).tobytes())
 
     def _play(self, data: bytes) -> None:
+        # A backlog that builds up once (the device starts late, a hiccup) would otherwise stay for the
+        # rest of the call as added delay, since frames then arrive exactly as fast as they play.  So
+        # every ~0.5 s the part of the queue that never emptied in that window is dropped (what a
+        # jitter buffer calls its minimum level); bursts of network jitter are still absorbed.
+        # Only while the device plays in real time: a device that takes data faster (catching up, or
+        # a stream without a clock) drains the queue by itself.
+        pending = self._worker.pending()
+        now = time.monotonic()
+        if self._window_writes == 0:
+            self._window_start = now
+        self._window_min = min(self._window_min, pending)
+        self._window_writes += 1
+        drop = 0
+        if self._window_writes >= 25:
+            paced = now - self._window_start >= 0.8 * (self._window_writes - 1) * self._frame_seconds
+            drop = self._window_min if paced else 0
+            self._window_min, self._window_writes = 1 << 30, 0
+        if drop:
+            trimmed = self._worker.trim(pending - drop)
+            self.trimmed += trimmed
+            logger.debug("speaker %r: dropped %d stale queued frames to keep the delay low", self.device.name, trimmed)
         self._stream.write(data, exception_on_underflow=False)
 
     def _close_stream(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections.abc
 import fractions
 import logging
 import math
@@ -482,6 +483,11 @@ class _MicrophoneTrack(MediaStreamTrack):
         self._pending = np.zeros(0, dtype=np.int16)
         self._pts = 0
         self.dropped = 0
+        #: Chunks dropped as stale backlog (see ``recv``).
+        self.trimmed = 0
+        self._window_min = 1 << 30
+        self._window_reads = 0
+        self._window_start = 0.0
 
     def feed_threadsafe(self, samples: np.ndarray) -> None:
         """Hand captured samples to the loop; called on the PortAudio thread."""
@@ -503,6 +509,29 @@ class _MicrophoneTrack(MediaStreamTrack):
         self._queue.put_nowait(item)
 
     async def recv(self) -> av.AudioFrame:
+        # Capture starts when the call is answered but sending only once media connects: the chunks
+        # captured meanwhile would stay queued as delay for the whole call, since afterwards they are
+        # read exactly as fast as they come.  Every 25 reads, the part of the queue that never
+        # emptied in that window (its minimum level) is dropped.
+        # Only while capture runs in real time (a device's clock): a burst is no standing backlog.
+        queued = self._queue.qsize()
+        now = time.monotonic()
+        if self._window_reads == 0:
+            self._window_start = now
+        self._window_min = min(self._window_min, queued)
+        self._window_reads += 1
+        if self._window_reads >= 25:
+            paced = now - self._window_start >= 0.8 * 24 * FRAME_SAMPLES / SAMPLE_RATE
+            stale = self._window_min if paced else 0
+            self._window_min, self._window_reads = 1 << 30, 0
+            for _ in range(stale):
+                item = self._queue.get_nowait()
+                if item is None:  # the end of the track stays in the queue
+                    self._queue.put_nowait(item)
+                    break
+                self.trimmed += 1
+            if stale:
+                logger.debug("microphone: dropped %d stale chunks to keep the delay low", stale)
         while self._pending.size < FRAME_SAMPLES:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -541,13 +570,25 @@ class MicrophoneSource(AudioSource):
     ``loop.call_soon_threadsafe``; each track buffers at most ``max_queue``
     chunks and drops the oldest beyond that.
 
+    Latency: PortAudio delivers one buffer of ``buffer_ms`` at a time (default 20 ms, one Opus
+    frame); smaller buffers (10, 5 ms) cut the capture delay by the difference at the price of
+    more wake-ups, larger ones help a loaded machine.  ``max_queue`` bounds the backlog
+    a slow loop can build; a backlog that does not drain within 25 reads is dropped as
+    stale, so it never turns into lasting delay.
+
     :param device: PortAudio index, name (substring) or ``None`` for the default input.
-    :param max_queue: chunks (20 ms each) buffered per track.
-    :raises AudioDeviceError: pyaudio missing, no such device, or opening failed.
+    :param max_queue: chunks (``buffer_ms`` each) buffered per track.
+    :param buffer_ms: PortAudio buffer size in milliseconds (1..200).
+    :raises AudioDeviceError: pyaudio missing, no such device, or opening failed (the message names
+        the device and PortAudio's reason, e.g. "Device unavailable" for a busy device).
+    :raises ValueError: ``buffer_ms`` out of range.
     """
 
-    def __init__(self, device: Union[int, str, None] = None, *, max_queue: int = 10) -> None:
+    def __init__(self, device: Union[int, str, None] = None, *, max_queue: int = 10, buffer_ms: float = 20.0) -> None:
         super().__init__()
+        if not 1.0 <= float(buffer_ms) <= 200.0:
+            raise ValueError(f"buffer_ms must be between 1 and 200, not {buffer_ms!r}")
+        self.buffer_ms = float(buffer_ms)
         self.device: AudioDevice = _pyaudio.find_device(device, "input")
         self.max_queue = max(1, int(max_queue))
         if _pyaudio.is_rate_supported(self.device, "input", SAMPLE_RATE):
@@ -566,7 +607,7 @@ class MicrophoneSource(AudioSource):
             self.device,
             rate=self.capture_rate,
             channels=1,
-            frames_per_buffer=self.capture_rate // 50,
+            frames_per_buffer=max(1, int(round(self.capture_rate * self.buffer_ms / 1000.0))),
             callback=self._on_audio,
             start=False,
         )
@@ -650,6 +691,30 @@ class MicrophoneSource(AudioSource):
         return f"<MicrophoneSource {self.device.name!r}{' closed' if self.closed else ''}>"
 
 
+def _pull_from(iterator: "collections.abc.Iterator[Any]") -> SourceFunction:
+    """A :class:`CallbackSource` function reading PCM chunks of any length from ``iterator``.
+
+    It gathers chunks until it has the samples asked for (CallbackSource keeps any surplus
+    for the next frame), so short chunks are joined rather than padded; exhaustion ends the track.
+    """
+
+    def pull(n: int) -> Optional[np.ndarray]:
+        parts: list[np.ndarray] = []
+        have = 0
+        while have < n:
+            chunk = next(iterator, None)
+            if chunk is None:
+                break
+            samples = to_int16(chunk).reshape(-1)
+            parts.append(samples)
+            have += samples.size
+        if not parts:
+            return None
+        return np.concatenate(parts)
+
+    return pull
+
+
 def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None) -> AudioSource:
     """Turn what a user passed as "audio to send" into an :class:`AudioSource`.
 
@@ -659,7 +724,9 @@ def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None)
     - an :class:`AudioSource`: itself;
     - an aiortc ``MediaStreamTrack``: a :class:`TrackSource`;
     - a ``str`` or ``os.PathLike``: a :class:`WavFileSource` (looping);
-    - a callable: a :class:`CallbackSource`.
+    - a callable: a :class:`CallbackSource`;
+    - an iterator (e.g. a generator) yielding PCM chunks of any length (int16 numpy arrays, floats,
+      or little-endian int16 bytes): a :class:`CallbackSource` reading it, ending when it is exhausted.
 
     Runs on the calling thread (opening a microphone can take tens of ms).
 
@@ -682,6 +749,8 @@ def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None)
         return WavFileSource(spec)
     if callable(spec):
         return CallbackSource(spec)
+    if isinstance(spec, collections.abc.Iterator):
+        return CallbackSource(_pull_from(spec))
     raise TypeError(
         "an audio source must be None (default microphone), an AudioSource, an aiortc MediaStreamTrack, "
         f"a file path (str or os.PathLike) or a callable fn(n_samples) -> samples, not {type(spec).__name__}"
