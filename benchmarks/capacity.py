@@ -1,0 +1,204 @@
+"""Concurrent calls per process, CPU and RSS per call, and idle CPU: ours (the SDK) / raw aiortc.
+
+The measured side runs in its own process (``_worker.py``) so its CPU and RSS are its own; the far ends
+run in this process, the same kind for both: raw aiortc peers playing a tone (the emulator's gateway party
+for the SDK, plain peers for raw aiortc).  Calls are added in steps; a step passes when every call
+received at least 48.5 frames/s over the window, no call's lag grew by more than 50 ms, and no call had
+more than 2 % of its audio damaged: concealed (ours) or missing, i.e. the track stalled (raw aiortc).  The figure is the last step that passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from _common import HERE, loopback_only, new_pc
+
+PY = sys.executable
+
+
+class Worker:
+    """A ``_worker.py`` subprocess (blocking JSON-lines client)."""
+
+    def __init__(self, *args: str) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([PY, os.path.join(HERE, "_worker.py"), *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.hello = self.read(60)
+
+    def read(self, timeout: float) -> Dict[str, Any]:
+        import select
+
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError("the worker did not answer")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the worker exited")
+        return json.loads(line)
+
+    def ask(self, msg: Dict[str, Any], timeout: float = 120.0) -> Dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self.read(timeout)
+
+    def close(self) -> None:
+        try:
+            self.ask({"cmd": "quit"}, 30)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _passes(m: Dict[str, Any]) -> bool:
+    return (min(m["fps"]) >= 48.5 and max(m["lag_growth_ms"]) <= 50.0
+            and max(m["concealed_fraction"]) <= 0.02)
+
+
+def _summary(n: int, m: Dict[str, Any], base_rss: float) -> Dict[str, Any]:
+    return {"calls": n, "ok": _passes(m), "min_fps": min(m["fps"]), "max_lag_growth_ms": max(m["lag_growth_ms"]),
+            "max_concealed": max(m["concealed_fraction"]), "cpu_per_call": m["cpu"] / n,
+            "rss_per_call_mb": (m["rss_mb"] - base_rss) / n, "cpu": m["cpu"]}
+
+
+def capacity_ours(steps: List[int], window: float, log: Any, jitter_buffer: bool = True) -> List[Dict[str, Any]]:
+    """The SDK (with its jitter buffer, or with ``jitter_buffer=False`` to price the SDK's other costs)."""
+    from purecloud_webrtc.emulator import Emulator
+
+    rows: List[Dict[str, Any]] = []
+    name = "ours" if jitter_buffer else "sdk without jitter buffer"
+    with Emulator() as emu:
+        worker = Worker("sdk", emu.api_base_url, emu.streaming_base_url, emu.access_token,
+                        *([] if jitter_buffer else ["--no-jitter-buffer"]))
+        try:
+            base = worker.hello["rss_mb"]
+            for n in steps:
+                got = worker.ask({"cmd": "calls", "n": n}, 60 + 2 * n)["calls"]
+                if got < n:
+                    log(f"capacity {name}: only {got}/{n} calls came up")
+                    rows.append({"calls": n, "ok": False})
+                    break
+                time.sleep(2.0)
+                row = _summary(n, worker.ask({"cmd": "measure", "seconds": window}), base)
+                rows.append(row)
+                log(f"capacity {name} {n}: {row}")
+                if not row["ok"]:
+                    break
+        finally:
+            worker.close()
+    return rows
+
+
+class _FarEnds:
+    """Raw aiortc far ends for the raw-aiortc capacity run, on a loop thread of this process."""
+
+    def __init__(self) -> None:
+        from purecloud_webrtc import _ice
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-farends", daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._restrict(_ice), self.loop).result(5)
+        self.pcs: List[Any] = []
+
+    @staticmethod
+    async def _restrict(ice: Any) -> None:
+        ice.restrict_host_addresses(asyncio.get_running_loop(), ["127.0.0.1"])
+
+    def run(self, coro: Any, timeout: float = 120.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def offers(self, n: int) -> List[str]:
+        from purecloud_webrtc.media import NullSink, SinkPump, ToneSource
+
+        out = []
+        for _ in range(n):
+            pc = new_pc()
+            pc.addTrack(ToneSource(440.0).create_track())
+
+            @pc.on("track")
+            def on_track(track: Any) -> None:
+                SinkPump(track, NullSink()).start()  # aiortc's track queue grows unless read
+
+            await pc.setLocalDescription(await pc.createOffer())
+            self.pcs.append(pc)
+            out.append(loopback_only(pc.localDescription.sdp))
+        return out
+
+    async def answers(self, answers: List[str]) -> None:
+        from aiortc import RTCSessionDescription
+
+        for pc, sdp in zip(self.pcs[len(self.pcs) - len(answers):], answers):
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+    async def close_all(self) -> None:
+        for pc in self.pcs:
+            await pc.close()
+
+    def close(self) -> None:
+        try:
+            self.run(self.close_all(), 30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+def capacity_raw(steps: List[int], window: float, log: Any) -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
+    far = _FarEnds()
+    worker = Worker("raw")
+    try:
+        base = worker.hello["rss_mb"]
+        have = 0
+        for n in steps:
+            offers = far.run(far.offers(n - have))
+            answers = worker.ask({"cmd": "answer", "offers": offers}, 60 + 2 * n)["answers"]
+            far.run(far.answers(answers))
+            have = n
+            got = worker.ask({"cmd": "wait"}, 60)["calls"]
+            if got < n:
+                log(f"capacity raw: only {got}/{n} calls came up")
+                rows.append({"calls": n, "ok": False})
+                break
+            time.sleep(2.0)
+            row = _summary(n, worker.ask({"cmd": "measure", "seconds": window}), base)
+            rows.append(row)
+            log(f"capacity raw {n}: {row}")
+            if not row["ok"]:
+                break
+    finally:
+        worker.close()
+        far.close()
+    return rows
+
+
+def idle_cpu(seconds: float, log: Any) -> Dict[str, Any]:
+    """CPU of a connected SDK with no call (its own process), over ``seconds``."""
+    from purecloud_webrtc.emulator import Emulator
+
+    with Emulator() as emu:
+        worker = Worker("sdk", emu.api_base_url, emu.streaming_base_url, emu.access_token)
+        try:
+            result = worker.ask({"cmd": "idle", "seconds": seconds}, seconds + 60)
+        finally:
+            worker.close()
+    log(f"idle: {result}")
+    return result
+
+
+def best(rows: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The last step that passed."""
+    ok = [r for r in rows if r.get("ok")]
+    return ok[-1] if ok else None

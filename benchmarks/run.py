@@ -1,0 +1,222 @@
+"""The benchmark suite: one command, one table (ours / raw aiortc / libwebrtc, measured in the same run).
+
+Run it with ``make bench`` (or ``make bench BENCH_ARGS=--quick``), which installs the Node party's
+packages and runs this inside a network namespace with only loopback::
+
+    scripts/netns-run .venv/bin/python benchmarks/run.py [--quick] [--only setup,latency,capacity,idle,events]
+
+Everything talks to 127.0.0.1 only.  The machine is shared and noisy: read the figures as ratios within
+one run.  The full run takes about 12 minutes (latency runs a minute per condition), ``--quick`` about 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+import purecloud_webrtc as pcw  # noqa: E402
+from purecloud_webrtc import _ice  # noqa: E402
+
+import capacity  # noqa: E402
+import latency  # noqa: E402
+import setup_calls  # noqa: E402
+from _common import NodeParty, percentile  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fmt(value: Optional[float], digits: int = 0, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}{unit}"
+
+
+def p50_95(values: Optional[List[float]]) -> str:
+    if not values:
+        return "n/a"
+    return f"{percentile(values, 50):.0f} / {percentile(values, 95):.0f}"
+
+
+def event_latency(n: int) -> List[float]:
+    """Core emit -> user callback on the events thread, in ms, for ``n`` events spaced 2 ms apart."""
+    from purecloud_webrtc.emulator import Emulator
+
+    samples: List[float] = []
+    done = threading.Event()
+    with Emulator() as emu:
+        sdk = pcw.PureCloudWebrtcSdk(emu.access_token, api_base_url=emu.api_base_url,
+                                     streaming_base_url=emu.streaming_base_url, ice_host_addresses=["127.0.0.1"])
+        try:
+            sdk.initialize(timeout=15)
+
+            def on_trace(level: str, message: str, details: Dict[str, Any]) -> None:
+                if message == "bench":
+                    samples.append((time.perf_counter() - details["t0"]) * 1000.0)
+                    if len(samples) >= n:
+                        done.set()
+
+            sdk.on("trace", on_trace)
+            core = sdk._core
+            for _ in range(n):
+                core.loop.call_soon_threadsafe(lambda: sdk._emit("trace", "debug", "bench",
+                                                                 {"t0": time.perf_counter()}))
+                time.sleep(0.002)
+            done.wait(10)
+        finally:
+            sdk.close()
+    return samples
+
+
+async def async_parts(args: argparse.Namespace, results: Dict[str, Any]) -> None:
+    _ice.restrict_host_addresses(asyncio.get_running_loop(), ["127.0.0.1"])
+    node: Optional[NodeParty] = None
+    if NodeParty.available():
+        node = NodeParty()
+        await node.start()
+    else:
+        log("benchmarks/node has no node_modules: libwebrtc column skipped (run `make bench`)")
+    try:
+        if "setup" in args.only:
+            results["setup_raw"] = await setup_calls.measure_raw(args.calls)
+            log("setup raw aiortc done")
+            if node is not None:
+                results["setup_lib"] = await setup_calls.measure_libwebrtc(node, args.calls)
+                log("setup libwebrtc done")
+        if "latency" in args.only:
+            results["latency"] = await latency.run_all(args.seconds, node, log)
+    finally:
+        if node is not None:
+            await node.close()
+
+
+def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
+    rows: List[List[str]] = []
+    goals: List[str] = []
+    so, sr, sl = results.get("setup_ours"), results.get("setup_raw"), results.get("setup_lib")
+    if so or sr:
+        n = len((so or sr or {}).get("first_audio", []))
+        rows.append([f"call setup p50 / p95 (ms, {n} calls): propose → sessionStarted",
+                     p50_95(so and so["started"]), "n/a", "n/a"])
+        rows.append(["  … → media connected", p50_95(so and so["connected"]), p50_95(sr and sr["connected"]),
+                     p50_95(sl and sl["connected"])])
+        rows.append(["  … → first audio frame", p50_95(so and so["first_audio"]), p50_95(sr and sr["first_audio"]),
+                     p50_95(sl and sl["first_audio"])])
+        rows.append(["  signalling round trip p50 (XMPP ping, ms)", fmt(percentile(so["rtt"], 50), 1) if so else "n/a",
+                     "n/a", "n/a"])
+        if so and sr:
+            ours = percentile(so["first_audio"], 50)
+            bound = 1.5 * (percentile(sr["first_audio"], 50) + percentile(so["rtt"], 50))
+            goals.append(f"call setup p50 {ours:.0f} ms <= 1.5 x (raw aiortc {percentile(sr['first_audio'], 50):.0f} "
+                         f"+ round trip {percentile(so['rtt'], 50):.1f}) = {bound:.0f} ms: "
+                         f"{'MET' if ours <= bound else 'NOT MET'}")
+    lat = results.get("latency")
+    if lat:
+        for label, outcomes in lat.items():
+            rows.append([f"mouth-to-ear p50 (ms), {label}"] + [fmt(outcomes[k].p50) if k in outcomes else "n/a"
+                                                               for k in ("ours", "raw", "libwebrtc")])
+        for label in ("1 % loss", "5 % loss", "30 ms jitter"):
+            outcomes = lat[label]
+            rows.append([f"  {label}: latency at start → end of run (ms)"] + [
+                f"{fmt(outcomes[k].start)} → {fmt(outcomes[k].end)}" if k in outcomes else "n/a"
+                for k in ("ours", "raw", "libwebrtc")])
+            rows.append([f"  {label}: gaps (count / ms)"] + [
+                f"{outcomes[k].gap_events} / {outcomes[k].gap_ms:.0f}" if k in outcomes else "n/a"
+                for k in ("ours", "raw", "libwebrtc")])
+            rows.append([f"  {label}: concealed ms / clicks heard"] + [
+                f"{fmt(outcomes[k].concealed_ms)} / {outcomes[k].heard}" if k in outcomes else "n/a"
+                for k in ("ours", "raw", "libwebrtc")])
+        z, f = lat["0 % loss"], lat["5 % loss"]
+        if z["ours"].p50 is not None and z["raw"].p50 is not None:
+            goals.append(f"latency at 0 % loss: ours {z['ours'].p50:.0f} ms <= raw aiortc {z['raw'].p50:.0f} ms: "
+                         f"{'MET' if z['ours'].p50 <= z['raw'].p50 else 'NOT MET'}")
+        if z["ours"].p50 is not None and f["ours"].end is not None:
+            worst = max(f["ours"].p50 or 0, f["ours"].end)
+            goals.append(f"latency at 5 % loss: ours {f['ours'].p50:.0f} ms (end of run {f['ours'].end:.0f}) within "
+                         f"30 ms of ours at 0 % ({z['ours'].p50:.0f}): "
+                         f"{'MET' if worst <= z['ours'].p50 + 30 else 'NOT MET'}; raw aiortc "
+                         f"{fmt(f['raw'].p50)} ms")
+    co, cr = results.get("capacity_ours"), results.get("capacity_raw")
+    if co is not None or cr is not None:
+        bo, br = capacity.best(co or []), capacity.best(cr or [])
+        rows.append(["concurrent bidirectional calls at 50 frames/s, no lag growth",
+                     str(bo["calls"]) if bo else "0", str(br["calls"]) if br else "0", "n/a"])
+        rows.append(["  CPU per call at that load (% of a core)", fmt(bo and bo["cpu_per_call"] * 100, 1),
+                     fmt(br and br["cpu_per_call"] * 100, 1), "n/a"])
+        rows.append(["  RSS per call (MB)", fmt(bo and bo["rss_per_call_mb"], 1), fmt(br and br["rss_per_call_mb"], 1),
+                     "n/a"])
+        bn = capacity.best(results.get("capacity_nojb") or [])
+        if results.get("capacity_nojb") is not None:
+            rows.append(["  the SDK with jitter_buffer=False: calls (frames/s test only) / CPU per call (%)",
+                         f"{bn['calls'] if bn else 0} / {fmt(bn and bn['cpu_per_call'] * 100, 1)}", "", ""])
+        top = max(args.steps)
+        capped = " (the largest step tried)" if bo and bo["calls"] == top else ""
+        goals.append(f"concurrent calls: ours {bo['calls'] if bo else 0}{capped} >= raw aiortc "
+                     f"{br['calls'] if br else 0}: {'MET' if (bo['calls'] if bo else 0) >= (br['calls'] if br else 0) else 'NOT MET'}")
+    idle = results.get("idle")
+    if idle:
+        rows.append([f"idle CPU, connected, no call, {args.idle:.0f} s (% of a core)", fmt(idle["cpu"] * 100, 2),
+                     "n/a", "n/a"])
+        goals.append(f"idle CPU {idle['cpu'] * 100:.2f} % < 1 % of a core: {'MET' if idle['cpu'] < 0.01 else 'NOT MET'}")
+    ev = results.get("events")
+    if ev:
+        rows.append([f"event latency core emit → callback p50 / p99 (ms, {len(ev)} events)",
+                     f"{percentile(ev, 50):.2f} / {percentile(ev, 99):.2f}", "n/a", "n/a"])
+    headers = ["", "ours", "raw aiortc", "libwebrtc"]
+    widths = [max(len(r[i]) for r in rows + [headers]) for i in range(4)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(headers, widths)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.append(rule)
+    lines.append("")
+    lines += [f"* {g}" for g in goals]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few minutes instead of ~12")
+    parser.add_argument("--only", default="setup,latency,capacity,idle,events",
+                        help="comma-separated parts (default: all)")
+    args = parser.parse_args(argv)
+    args.only = set(args.only.split(","))
+    args.calls = 30
+    args.seconds = 15.0 if args.quick else 60.0
+    args.idle = 10.0 if args.quick else 60.0
+    args.window = 6.0 if args.quick else 10.0
+    args.steps = [4, 8, 12] if args.quick else [4, 8, 10, 12, 14, 16, 20, 24, 30, 40]
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aioice").setLevel(logging.ERROR)
+    results: Dict[str, Any] = {}
+    started = time.monotonic()
+    log(f"benchmarks ({'quick' if args.quick else 'full'}) on {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}")
+    if "setup" in args.only:
+        results["setup_ours"] = setup_calls.measure_ours(args.calls, log)
+    asyncio.run(async_parts(args, results))
+    if "capacity" in args.only:
+        results["capacity_ours"] = capacity.capacity_ours(args.steps, args.window, log)
+        results["capacity_raw"] = capacity.capacity_raw(args.steps, args.window, log)
+        results["capacity_nojb"] = capacity.capacity_ours(args.steps, args.window, log, jitter_buffer=False)
+    if "idle" in args.only:
+        results["idle"] = capacity.idle_cpu(args.idle, log)
+    if "events" in args.only:
+        results["events"] = event_latency(2000)
+    print(table(results, args))
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
