@@ -10,6 +10,7 @@ parent's gets its own ``xmlns`` attribute instead.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from typing import Iterable, Iterator, Optional
 from xml.sax.saxutils import escape, quoteattr
@@ -131,6 +132,19 @@ def parse(text: str | bytes, *, max_bytes: int = 1 << 20) -> Element:
         raise XmlError(f"malformed XML: {exc}") from exc
 
 
+# Characters XML 1.0 cannot carry at all (§2.2); they are replaced rather than producing ill-formed output.
+_INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _text(value: str) -> str:
+    # A literal CR would be normalised to LF by the receiving parser (XML §2.11): send it as a reference.
+    return escape(_INVALID.sub("\ufffd", value)).replace("\r", "&#13;")
+
+
+def _attr(value: str) -> str:
+    return quoteattr(_INVALID.sub("\ufffd", value), {"\r": "&#13;", "\n": "&#10;", "\t": "&#9;"})
+
+
 def _attr_name(name: str) -> str:
     ns, local = split(name)
     if not ns:
@@ -157,18 +171,18 @@ def _write(el: Element, default_ns: Optional[str], stream_declared: bool, out: l
             out.append(" xmlns=" + quoteattr(ns))
         default_ns = ns
     for key, value in el.attrib.items():
-        out.append(" %s=%s" % (_attr_name(key), quoteattr(value)))
+        out.append(" %s=%s" % (_attr_name(key), _attr(value)))
     children = list(el)
     if not children and not el.text:
         out.append("/>")
     else:
         out.append(">")
         if el.text:
-            out.append(escape(el.text))
+            out.append(_text(el.text))
         for child in children:
             _write(child, default_ns, stream_declared, out)
             if child.tail:
-                out.append(escape(child.tail))
+                out.append(_text(child.tail))
         out.append("</%s>" % name)
 
 

@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ._version import __version__
-from .errors import ApiError, AuthenticationError, ConnectionFailedError
+from .errors import ApiError, AuthenticationError, ConnectionFailedError, TlsError
 
 __all__ = ["ApiClient", "KNOWN_ENVIRONMENTS"]
 
@@ -51,7 +51,8 @@ class ApiClient:
     :param retries: retries for transient failures (0 disables them).
     """
 
-    def __init__(self, base_url: str, access_token: str, *, timeout: float = 15.0, retries: int = 3) -> None:
+    def __init__(self, base_url: str, access_token: str, *, timeout: float = 15.0, retries: int = 3,
+                 verify: "bool | str" = True) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._token = access_token
@@ -61,6 +62,7 @@ class ApiClient:
             total=retries,
             connect=retries,
             read=0,
+            other=0,  # TLS verification failures and the like do not get better by retrying
             status=retries,
             backoff_factor=0.5,
             status_forcelist=(408, 429, 500, 502, 503, 504),
@@ -72,6 +74,9 @@ class ApiClient:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = f"purecloud-webrtc-python/{__version__}"
+        # True: the system's trusted CAs; a path: a CA bundle (e.g. a company proxy's, or the emulator's).
+        # Passed with every request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests.
+        self._verify = verify
 
     def set_access_token(self, token: str) -> None:
         """Use ``token`` for every later request."""
@@ -100,7 +105,9 @@ class ApiClient:
         timeout = self.timeout if timeout is None else max(0.05, min(timeout, self.timeout))
         try:
             response = self._session.request(method, url, json=json, params=params, headers=headers,
-                                             timeout=timeout)
+                                             timeout=timeout, verify=self._verify)
+        except requests.exceptions.SSLError as exc:
+            raise TlsError(f"TLS failed for {url}: {exc}", url=url) from exc
         except requests.exceptions.Timeout as exc:
             raise ConnectionFailedError(f"{method} {url} timed out after {timeout:.1f} s", url=url) from exc
         except requests.exceptions.RequestException as exc:
@@ -163,6 +170,14 @@ class ApiClient:
     def place_call(self, body: Dict[str, Any]) -> Dict[str, Any]:
         """``POST /conversations/calls``: returns the new conversation (``id``)."""
         return self.request("POST", "conversations/calls", json=body)
+
+    @staticmethod
+    def my_participant(conversation: Dict[str, Any], user_id: str) -> Optional[Dict[str, Any]]:
+        """This user's most recent participant that has not ended (alerting, connected, held...)."""
+        participants: List[Dict[str, Any]] = conversation.get("participants") or []
+        mine = [p for p in participants
+                if (p.get("user") or {}).get("id") == user_id and p.get("state") not in ("disconnected", "terminated")]
+        return mine[-1] if mine else None
 
     @staticmethod
     def my_connected_participant(conversation: Dict[str, Any], user_id: str) -> Optional[Dict[str, Any]]:

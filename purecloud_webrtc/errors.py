@@ -19,6 +19,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "ConnectionFailedError",
+    "TlsError",
     "SignalingError",
     "IqError",
     "SessionError",
@@ -97,6 +98,10 @@ class ConnectionFailedError(PureCloudWebrtcError, ConnectionError):
     def __init__(self, message: str, *, url: Optional[str] = None) -> None:
         super().__init__(message)
         self.url = url
+
+
+class TlsError(ConnectionFailedError):
+    """A TLS handshake failed: untrusted certificate, wrong host name, or TLS refused."""
 
 
 class SignalingError(PureCloudWebrtcError):

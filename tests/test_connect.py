@@ -99,3 +99,38 @@ def test_sasl_payload_and_token_never_reach_the_logs(caplog):
     assert "very-secret-token-123" not in caplog.text
     assert payload not in caplog.text
     assert "RECV" in caplog.text and "[redacted]" in caplog.text  # the wire log ran, with the auth redacted
+
+
+def test_no_secret_in_any_log_trace_or_error_across_a_call_a_token_change_and_a_refusal(caplog):
+    """Item 7 of the resilience issue: scan everything the SDK says at every level."""
+    import base64
+    import logging
+
+    from purecloud_webrtc.media import BufferSink, ToneSource
+
+    secrets = ["first-secret-token-abc", "second-secret-token-xyz"]
+    said = []
+    with caplog.at_level(logging.DEBUG):
+        with Emulator(access_token=secrets[0]) as emu, make(emu, ping_interval=0.2, ping_timeout=0.5,
+                                                             reconnect_initial_delay=0.05) as sdk:
+            sdk.on("trace", lambda level, message, details: said.append(f"{level} {message} {details}"))
+            sdk.on("error", lambda error, details: said.append(f"{error!r} {error} {details}"))
+            sdk.on("disconnected", lambda info: said.append(str(info)))
+            sdk.initialize()
+            with sdk.expect_event("pendingSession") as ev:
+                call = emu.inbound_call()
+            with sdk.expect_event("sessionStarted"):
+                sdk.accept_pending_session(ev.value.id, source=ToneSource(500), sink=BufferSink())
+            call.wait_state("connected", timeout=15)
+            emu.rotate_access_token(secrets[1])
+            sdk.set_access_token(secrets[1])
+            with sdk.expect_event("connected"):
+                emu.drop_connections()
+            emu.rotate_access_token("revoked-token-not-secret")
+            with sdk.expect_event("disconnected", predicate=lambda info: not info["reconnecting"]):
+                emu.drop_connections()
+            payloads = [base64.b64encode(f"\0{emu.user.jid}\0authKey:{s}".encode()).decode() for s in secrets]
+    text = caplog.text + "\n".join(said) + "\n".join(r.getMessage() for r in caplog.records)
+    assert "RECV" in caplog.text and said  # the scan saw real output
+    for secret in secrets + payloads:
+        assert secret not in text

@@ -12,18 +12,10 @@ import pytest
 import purecloud_webrtc as pcw
 from purecloud_webrtc.media import BufferSink, SilenceSource, ToneSource
 
-from conftest import wait_until
+from helpers import answer_call, wait_until
 
 
-def answer(sdk, emulator, tone=440.0, sdk_tone=880.0, **accept):
-    with sdk.expect_event("pendingSession") as ev:
-        call = emulator.inbound_call(tone_hz=tone)
-    with sdk.expect_event("sessionStarted") as started:
-        accept.setdefault("source", ToneSource(sdk_tone))
-        accept.setdefault("sink", BufferSink())
-        sdk.accept_pending_session(ev.value.id, **accept)
-    call.wait_state("connected", timeout=15)
-    return started.value, call
+answer = answer_call
 
 
 def pcw_threads():

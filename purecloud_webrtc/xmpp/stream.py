@@ -163,8 +163,9 @@ class XmppStream:
         connect_timeout: float = 15.0,
         iq_timeout: float = 15.0,
         ping_interval: float = 14.0,
-        ping_timeout: float = 10.0,
+        ping_timeout: float = 7.0,
         max_missed_pings: int = 2,
+        sslopt: Optional[Dict[str, object]] = None,
     ) -> None:
         self._loop = loop
         self.url = url
@@ -179,6 +180,7 @@ class XmppStream:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_missed_pings = max_missed_pings
+        self._sslopt = sslopt
         self.full_jid: Optional[Jid] = None
         self.state = "new"
         self.stream_error: Optional[str] = None
@@ -212,7 +214,8 @@ class XmppStream:
 
     async def _connect(self) -> Jid:
         self._transport = WebSocketTransport(self.url, self._loop, self._on_frame, self._on_socket_closed,
-                                             connect_timeout=self.connect_timeout)
+                                             connect_timeout=self.connect_timeout, sslopt=self._sslopt,
+                                             on_oversized=self._on_oversized)
         await self._transport.open()
         features = await self._open_stream()
         mechanisms = [(m.text or "").strip() for m in features.iter(q("sasl", "mechanism"))]
@@ -313,6 +316,9 @@ class XmppStream:
 
     #: Called with (exception, raw text) for input that could not be handled; the SDK emits ``error``.
     on_bad_input: Optional[Callable[[Exception, str], None]] = None
+
+    def _on_oversized(self, size: int) -> None:
+        self._on_bad_input(SignalingError(f"dropped an oversized frame of {size} bytes"), "")
 
     def _on_bad_input(self, exc: Exception, text: str) -> None:
         if self.on_bad_input is not None:
@@ -433,14 +439,20 @@ class XmppStream:
             self._ping_task = self._loop.create_task(self._ping_loop())
 
     async def _ping_loop(self) -> None:
+        # One ping every ping_interval s after the previous answer; after a missed pong the next ping goes
+        # out at once, so a half-open socket is declared dead within ping_interval + 2 * ping_timeout
+        # (14 + 2 * 7 = 28 s by default; PROTOCOL.md §2.5 counts the second consecutive miss).
+        wait = self.ping_interval
         while self.state == "connected":
-            await asyncio.sleep(self.ping_interval)
+            await asyncio.sleep(wait)
             try:
                 await self.iq(element(q("client", "iq"), {"type": "get"}, element(q("ping", "ping"))),
                               timeout=self.ping_timeout)
                 self.missed_pings = 0
+                wait = self.ping_interval
             except (OperationTimeoutError, IqError) as exc:
                 self.missed_pings += 1
+                wait = 0.0
                 log.warning("ping failed (%d in a row): %s", self.missed_pings, exc)
                 if self.missed_pings >= self.max_missed_pings:
                     try:

@@ -13,12 +13,13 @@ import asyncio
 import itertools
 import logging
 import socket
+import ssl
 import threading
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import websocket
 
-from ..errors import ConnectionFailedError
+from ..errors import ConnectionFailedError, TlsError
 
 __all__ = ["WebSocketTransport"]
 
@@ -44,6 +45,8 @@ class WebSocketTransport:
         *,
         connect_timeout: float = 10.0,
         max_frame_bytes: int = 1 << 20,
+        sslopt: Optional[Dict[str, object]] = None,
+        on_oversized: Optional[Callable[[int], None]] = None,
     ) -> None:
         self.url = url
         self._loop = loop
@@ -51,6 +54,8 @@ class WebSocketTransport:
         self._on_closed = on_closed
         self._connect_timeout = connect_timeout
         self._max_frame_bytes = max_frame_bytes
+        self._sslopt = sslopt
+        self._on_oversized = on_oversized
         self._ws: Optional[websocket.WebSocket] = None
         self._opened: Optional[asyncio.Future[None]] = None
         self._closing = False
@@ -93,7 +98,12 @@ class WebSocketTransport:
                 timeout=self._connect_timeout,
                 enable_multithread=True,
                 skip_utf8_validation=False,
+                sslopt=self._sslopt,
             )
+        except ssl.SSLError as exc:
+            error = TlsError(f"TLS failed for the streaming WebSocket {self.url}: {exc}", url=self.url)
+            self._post(self._set_opened, error)
+            return
         except Exception as exc:  # any failure to connect is reported to the waiting coroutine
             error = ConnectionFailedError(f"cannot open the streaming WebSocket {self.url}: {exc}", url=self.url)
             self._post(self._set_opened, error)
@@ -110,6 +120,8 @@ class WebSocketTransport:
                 if opcode == websocket.ABNF.OPCODE_TEXT:
                     if len(data) > self._max_frame_bytes:
                         log.warning("dropping an oversized frame (%d bytes)", len(data))
+                        if self._on_oversized is not None:
+                            self._post(self._on_oversized, len(data))
                         continue
                     try:
                         text = data.decode("utf-8")
