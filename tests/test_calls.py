@@ -16,9 +16,18 @@ import pytest
 import purecloud_webrtc as pcw
 from purecloud_webrtc.media import BufferSink, ToneSource
 
-from conftest import wait_until
+from helpers import wait_until
 
 TOL = 5.0
+
+
+@pytest.fixture(params=["jingle", "sdp-over-xmpp"])
+def emulator(request):
+    """Every seed-API test runs in both negotiation modes the service may choose per call (PROTOCOL.md §5)."""
+    from purecloud_webrtc.emulator import Emulator
+
+    with Emulator(sdp_over_xmpp=request.param == "sdp-over-xmpp") as emu:
+        yield emu
 SESSION_EVENT_NAMES = ["terminated", "change:connectionState", "change:interrupted", "change:active", "endOfCandidates"]
 
 
@@ -282,7 +291,7 @@ def test_unreachable_host_is_a_connection_error(make_sdk):
 
 
 def test_wire_shape_of_an_answered_call(emulator, make_sdk):
-    """What the SDK puts on the wire follows PROTOCOL.md §3–§4 and §10."""
+    """What the SDK puts on the wire follows PROTOCOL.md §3–§5 and §10."""
     sdk = make_sdk()
     with sdk.expect_event("pendingSession") as ev:
         call = emulator.inbound_call()
@@ -291,6 +300,13 @@ def test_wire_shape_of_an_answered_call(emulator, make_sdk):
     call.wait_state("connected", timeout=15)
     sent = [text for direction, text in emulator.stanzas() if direction == "in"]
     joined = "\n".join(sent)
+    if emulator.sdp_over_xmpp:
+        # JSON-RPC: answer, then one iceCandidate per candidate plus the end marker, then info active.
+        assert call.rpc_log[0] == "answer" and call.rpc_log.count("info") == 1
+        assert call.rpc_log[1:-1] == ["iceCandidate"] * (len(call.rpc_log) - 2) and len(call.rpc_log) >= 3
+        assert '"a=end-of-candidates\\r\\n"' in joined and "urn:xmpp:jingle:1" not in joined
+        assert joined.index("<proceed") < joined.index("<accept") < joined.index('"method": "answer"')
+        return
     # SASL PLAIN, a bind with our resource, both XEP-0215 queries.
     assert 'mechanism="PLAIN"' in joined
     assert f"<resource>{sdk.jid.split('/')[1]}</resource>" in joined

@@ -219,3 +219,172 @@ def test_jingle_iq_get_is_bad_request(core_sdk):
     sdk, core, stream, events = core_sdk
     feed(core, jingle_iq("session-info", "x").replace('type="set"', 'type="get"'))
     assert "<bad-request" in stream.sent[-1]
+
+
+# -- SDP over XMPP (PROTOCOL.md §5) ------------------------------------------------------------
+
+import json  # noqa: E402
+
+
+def aiortc_offer() -> str:
+    """A real offer from an aiortc peer on 127.0.0.1 (never connected)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from purecloud_webrtc._ice import restrict_host_addresses
+
+    async def make() -> str:
+        restrict_host_addresses(asyncio.get_running_loop(), ["127.0.0.1"])
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        # As the gateway trickles: no inline candidates and no end-of-candidates in the offer.
+        from purecloud_webrtc.jingle.sdp import split_candidates
+
+        return split_candidates(sdp)[0]
+
+    return asyncio.run(make())
+
+
+def rpc(method: str, params: dict, rpc_id: str = "r-1", iq_id: str = "g-1") -> str:
+    body = json.dumps({"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": params})
+    from xml.sax.saxutils import escape
+
+    return (f'<iq xmlns="jabber:client" type="set" id="{iq_id}" from="{GW}" to="{ME}/{MY_RESOURCE}">'
+            f'<genesys-webrtc xmlns="genesys">{escape(body)}</genesys-webrtc></iq>')
+
+
+def sent_rpcs(stream: FakeStream) -> List[dict]:
+    out = []
+    for text in stream.sent:
+        if "genesys-webrtc" in text:
+            el = X.parse(text.replace("<iq ", '<iq xmlns="jabber:client" ', 1))
+            out.append(json.loads(el.find("{genesys}genesys-webrtc").text))
+    return out
+
+
+@pytest.fixture
+def rpc_sdk():
+    from purecloud_webrtc.media import NullSink, SilenceSource
+
+    sdk = pcw.PureCloudWebrtcSdk("tok", api_base_url="http://127.0.0.1:9", streaming_base_url="ws://127.0.0.1:9",
+                                 ice_host_addresses=["127.0.0.1"], default_source=SilenceSource(),
+                                 default_sink=NullSink())
+    core = sdk._core
+    stream = FakeStream()
+    core.stream, core.jid, core.me, core.state = stream, Jid.parse(ME), {"id": "user-1"}, "connected"
+    events = sdk.event_queue()
+    yield sdk, core, stream, events
+    events.close()
+    core.stream = None
+    sdk.close()
+
+
+def wait_for(predicate, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def propose_sdp(sid: str) -> str:
+    return propose(sid).replace('inin-autoanswer="false"', 'inin-autoanswer="true" inin-sdp-over-xmpp="true"')
+
+
+def test_rpc_offer_is_answered_with_json_rpc_and_early_candidates_are_applied(rpc_sdk):
+    sdk, core, stream, events = rpc_sdk
+    feed(core, propose_sdp("s1"))
+    # A candidate that arrives before the offer is kept and applied once the offer is in.
+    feed(core, rpc("iceCandidate", {"sessionId": "s1", "sdp": "m=0 9 RTP/AVP 0\r\n"
+                                    "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"}, "c-0"))
+    feed(core, rpc("offer", {"sessionId": "s1", "conversationId": "conv-1", "sdp": aiortc_offer()}))
+    wait_for(lambda: any(m["method"] == "answer" for m in sent_rpcs(stream)))
+    methods = [m["method"] for m in sent_rpcs(stream)]
+    assert methods[0] == "answer" and methods[-1] == "iceCandidate"
+    assert sent_rpcs(stream)[-1]["params"] == {"sessionId": "s1", "sdp": "a=end-of-candidates\r\n"}
+    for m in sent_rpcs(stream)[1:-1]:
+        assert m["params"]["sdp"].startswith("m=0 9 RTP/AVP 0\r\na=candidate:") and m["params"]["sdp"].endswith("\r\n")
+    session = sdk.get_session("s1")
+    assert session.conversation_id == "conv-1"
+    remote = session.peer_connection.getTransceivers()[0].receiver.transport.transport
+    assert any(c.ip == "127.0.0.1" and c.port == 9 for c in remote.getRemoteCandidates())
+    assert not any('type="result"' in t and 'id="g-1"' in t for t in stream.sent)  # no IQ result in this mode
+
+
+def test_jingle_initiate_for_an_sdp_over_xmpp_session_is_ignored(rpc_sdk):
+    sdk, core, stream, events = rpc_sdk
+    feed(core, propose_sdp("s2"))
+    body = ('<content creator="initiator" name="0"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">'
+            '<payload-type id="111" name="opus" clockrate="48000" channels="2"/></description></content>')
+    feed(core, jingle_iq("session-initiate", "s2", body))
+    assert stream.sent[-1] == f'<iq type="result" id="srv-1" to="{GW}"/>'
+    assert sdk.sessions == []
+
+
+def test_rpc_renegotiation_and_reinvite(rpc_sdk):
+    sdk, core, stream, events = rpc_sdk
+    feed(core, propose_sdp("s3"))
+    offer = aiortc_offer()
+    feed(core, rpc("offer", {"sessionId": "s3", "sdp": offer}, "o-1"))
+    wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 1)
+    first = sdk.get_session("s3")
+    # Same ICE credentials: a renegotiation of the same session, answered again.
+    feed(core, rpc("offer", {"sessionId": "s3", "sdp": offer}, "o-2"))
+    try:
+        wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 2)
+    except AssertionError:
+        raise AssertionError([(e.name, e.args) for e in events.drain() if e.name in ("error", "trace")])
+    assert sdk.get_session("s3") is first and not first.ended
+    # New ICE credentials (reinvite): a brand-new session replaces it; the old one ends.
+    with sdk.expect_event("sessionEnded") as ended, sdk.expect_event("sessionStarted") as started:
+        feed(core, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
+    assert ended.args == (first, "alternative-session")
+    assert started.value is not first and started.value.id == "s3"
+    wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 3)
+    # The gateway repeats a reinvite until answered: the same JSON-RPC id again is ignored.
+    feed(core, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
+    import time
+    time.sleep(0.3)
+    assert [m["method"] for m in sent_rpcs(stream)].count("answer") == 3
+    assert sdk.get_session("s3") is started.value
+
+
+def test_rpc_terminate_ends_the_session_and_bad_json_is_reported(rpc_sdk):
+    sdk, core, stream, events = rpc_sdk
+    feed(core, propose_sdp("s4"))
+    feed(core, rpc("offer", {"sessionId": "s4", "sdp": aiortc_offer()}))
+    wait_for(lambda: sdk.sessions)
+    with sdk.expect_event("sessionEnded") as ended:
+        feed(core, rpc("terminate", {"sessionId": "s4", "reason": "timeout"}, "t-1"))
+    assert ended.args[1] == "timeout"
+    with sdk.expect_event("error") as err:
+        feed(core, f'<iq xmlns="jabber:client" type="set" id="g-9" from="{GW}">'
+                   '<genesys-webrtc xmlns="genesys">{not json</genesys-webrtc></iq>')
+    assert isinstance(err.value, pcw.SignalingError) and "not JSON" in str(err.value)
+
+
+def test_rpc_candidates_during_the_offer_keep_their_order_with_end_of_candidates(rpc_sdk):
+    """The race seen under load: end-of-candidates must never overtake an earlier candidate."""
+    sdk, core, stream, events = rpc_sdk
+    feed(core, propose_sdp("s5"))
+    offer = aiortc_offer()
+    cand = rpc("iceCandidate", {"sessionId": "s5", "sdp": "m=0 9 RTP/AVP 0\r\n"
+                                "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"}, "c-1")
+    eoc = rpc("iceCandidate", {"sessionId": "s5", "sdp": "a=end-of-candidates\r\n"}, "c-2")
+
+    async def burst() -> None:
+        # The offer and a candidate in one go (the candidate is buffered), then, once the offer is being
+        # applied, the end marker: the interleaving that lost the candidate before the fix.
+        core._on_iq(X.parse(rpc("offer", {"sessionId": "s5", "sdp": offer}, "o-1")))
+        core._on_iq(X.parse(cand))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        core._on_iq(X.parse(eoc))
+
+    core.call(burst, 5, "burst")
+    wait_for(lambda: any(m["method"] == "answer" for m in sent_rpcs(stream)))
+    transport = sdk.get_session("s5").peer_connection.getTransceivers()[0].receiver.transport.transport
+    assert any(c.ip == "127.0.0.1" and c.port == 9 for c in transport.getRemoteCandidates())
