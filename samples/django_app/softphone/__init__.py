@@ -1,0 +1,1 @@
+"""A Django app that places softphone calls with one PureCloudWebrtcSdk per process (see README.rst)."""

@@ -1,0 +1,152 @@
+"""The Flask and Django samples run as real servers on 127.0.0.1 against the emulator, driven over HTTP.
+
+Each sample is started as a subprocess (its own SDK in its own process, as in production), told where the
+emulator is through its environment; the test places a call over HTTP, sees it live in the sessions
+endpoint, checks the audio with the emulator (the far end hears the app's 660 Hz tone; the app receives
+frames), hangs up over HTTP and stops the server with SIGTERM, which must close the SDK.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+import requests
+
+from helpers import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+TOL = 5.0
+
+
+class ServerProcess:
+    """A sample server as a subprocess; its output is collected on a thread so the pipe never fills."""
+
+    def __init__(self, args: List[str], env: Dict[str, str], cwd: Path = ROOT) -> None:
+        full_env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **env)
+        self.proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        self.lines: List[str] = []
+        self._reader = threading.Thread(target=self._read, name="test-sample-output", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, prefix: str, timeout: float = 60) -> str:
+        def find() -> Optional[str]:
+            if self.proc.poll() is not None and not any(line.startswith(prefix) for line in self.lines):
+                raise AssertionError(f"the sample exited ({self.proc.returncode}):\n{self.output}")
+            return next((line.strip() for line in self.lines if line.startswith(prefix)), None)
+        return wait_until(find, timeout, f"{prefix!r} from the sample")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"the sample did not stop on SIGTERM:\n{self.output}") from None
+        self._reader.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return rc
+
+
+def emulator_env(emulator: Any) -> Dict[str, str]:
+    return {"PURECLOUD_ACCESS_TOKEN": emulator.access_token, "PURECLOUD_API_BASE_URL": emulator.api_base_url,
+            "PURECLOUD_STREAMING_BASE_URL": emulator.streaming_base_url,
+            "PURECLOUD_ICE_HOST_ADDRESSES": "127.0.0.1", "PURECLOUD_SOURCE": "tone:660"}
+
+
+def drive_one_call(base: str, emulator: Any) -> str:
+    """Place a call over HTTP, check it is live with audio both ways, hang up over HTTP."""
+    response = requests.post(f"{base}/calls", json={"phone_number": "+13175550123"}, timeout=30)
+    assert response.status_code == 201, response.text
+    conversation_id = response.json()["conversation_id"]
+    call = emulator.call_by_conversation(conversation_id)
+    call.wait_state("connected", timeout=20)
+
+    def live() -> Any:
+        listed = requests.get(f"{base}/sessions", timeout=10).json()
+        return listed if listed and listed[0]["connection_state"] == "connected" and \
+            listed[0]["frames_received"] > 25 else None
+
+    listed = wait_until(live, 20, "a connected session with audio in GET /sessions")
+    assert [(s["conversation_id"], s["state"], s["muted"]) for s in listed] == [(conversation_id, "active", False)]
+    call.wait_for_audio(timeout=15, min_seconds=1.0)
+    assert abs(call.heard_frequency(seconds=1.0) - 660.0) <= TOL
+    assert requests.delete(f"{base}/calls/{conversation_id}", timeout=30).status_code == 204
+    assert requests.get(f"{base}/sessions", timeout=10).json() == []
+    call.wait_state("ended", timeout=15)
+    assert requests.delete(f"{base}/calls/{conversation_id}", timeout=30).status_code == 404
+    bad = requests.post(f"{base}/calls", json={}, timeout=10)
+    assert bad.status_code == 400
+    return conversation_id
+
+
+@pytest.mark.timeout(120)
+def test_flask_sample(emulator):
+    server = ServerProcess(["samples/flask_app/app.py"], emulator_env(emulator))
+    try:
+        base = server.wait_for_line("listening on ").split()[-1]
+        conversation_id = drive_one_call(base, emulator)
+    finally:
+        rc = server.stop()
+    out = server.output
+    assert rc == 0, out
+    # SDK events reached Flask's logger through the app's blinker signal, in order.
+    started = out.index("sdk event sessionStarted")
+    assert out.index("sdk event ready") < out.index("sdk event pendingSession") < started
+    assert started < out.index("sdk event change:connectionState") < out.index("sdk event sessionEnded")
+    assert conversation_id in out
+    assert out.rstrip().endswith("sdk closed"), out
+
+
+@pytest.mark.timeout(120)
+def test_django_sample(emulator):
+    server = ServerProcess(["manage.py", "serve"], emulator_env(emulator), cwd=ROOT / "samples" / "django_app")
+    try:
+        base = server.wait_for_line("listening on ").split()[-1]
+        conversation_id = drive_one_call(base, emulator)
+    finally:
+        rc = server.stop()
+    out = server.output
+    assert rc == 0, out
+    # SDK events reached Django's logging through the app's Django signal, in order.
+    started = out.index("softphone: sdk event sessionStarted")
+    assert out.index("sdk event ready") < out.index("sdk event pendingSession") < started
+    assert started < out.index("sdk event change:connectionState") < out.index("sdk event sessionEnded")
+    assert conversation_id in out
+    assert out.rstrip().endswith("sdk closed"), out
+
+
+@pytest.mark.timeout(120)
+def test_aiohttp_sample_on_the_asyncio_twin(emulator):
+    server = ServerProcess(["samples/aiohttp_app.py"], emulator_env(emulator))
+    try:
+        base = server.wait_for_line("listening on ").split()[-1]
+        conversation_id = drive_one_call(base, emulator)
+    finally:
+        rc = server.stop()
+    out = server.output
+    assert rc == 0, out
+    started = out.index("sdk event sessionStarted")
+    assert out.index("sdk event ready") < out.index("sdk event pendingSession") < started
+    assert started < out.index("sdk event sessionEnded")
+    assert conversation_id in out
+    assert out.rstrip().endswith("sdk closed"), out
