@@ -19,7 +19,7 @@ TEST_TIMEOUT ?= 900
 
 export VENV
 
-.PHONY: help bootstrap demo test lint clean
+.PHONY: help bootstrap demo test bench lint clean docs dist-check
 
 help: ## Show this help
 	@echo "purecloud_webrtc -- make targets:"
@@ -42,11 +42,27 @@ test: bootstrap ## Set up, then run the whole test suite (network-isolated)
 		echo "make test: the suite ran over TEST_TIMEOUT=$(TEST_TIMEOUT)s and was stopped" >&2; \
 	fi; exit $$rc; }
 
+# Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS=--quick
+BENCH_ARGS ?=
+bench: bootstrap ## Benchmarks: ours / raw aiortc / libwebrtc table (BENCH_ARGS=--quick: a few minutes)
+	@if command -v npm >/dev/null 2>&1; then \
+		cd benchmarks/node && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "make bench: no npm; the libwebrtc column is skipped" >&2; fi
+	$(NETNS_RUN) $(VENV_PY) benchmarks/run.py $(BENCH_ARGS)
+
 lint: ## Set up with the dev extra, then run ruff
 	BOOTSTRAP_EXTRAS=test,audio,emulator,dev bash scripts/bootstrap.sh
 	$(VENV)/bin/ruff check purecloud_webrtc tests
 
+docs: ## Set up with the docs extra, then build the HTML reference (warnings are errors) in docs/_build/html
+	BOOTSTRAP_EXTRAS=test,audio,emulator,docs bash scripts/bootstrap.sh
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+dist-check: bootstrap ## Build the sdist and the wheel, install the wheel in a fresh venv, run the demo from it
+	$(NETNS_RUN) $(VENV_PY) scripts/dist_check.py
+
 clean: ## Remove .venv, build artefacts and caches
 	rm -rf $(VENV) build dist .eggs *.egg-info .pytest_cache .hypothesis \
-		.mypy_cache .ruff_cache .coverage htmlcov tests/.artifacts
+		.mypy_cache .ruff_cache .coverage htmlcov tests/.artifacts docs/_build docs/*.inc
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -21,9 +21,11 @@ from .errors import (
     SessionNotFoundError,
     SessionStateError,
     SignalingError,
+    TlsError,
     UsageError,
 )
-from .events import Event, EventQueue, PendingSession, signals
+from .events import ConversationUpdate, Event, EventQueue, PendingSession, signals
+from .quality import CallStats, QualityThresholds, QualityWarning, estimated_mos
 from .sdk import PureCloudWebrtcSdk, SdkOptions
 from .session import Session
 
@@ -35,15 +37,21 @@ __all__ = [
     "SdkOptions",
     "Session",
     "PendingSession",
+    "ConversationUpdate",
     "Event",
     "EventQueue",
     "signals",
+    "CallStats",
+    "QualityThresholds",
+    "QualityWarning",
+    "estimated_mos",
     "PureCloudWebrtcError",
     "ConfigurationError",
     "UsageError",
     "ApiError",
     "AuthenticationError",
     "ConnectionFailedError",
+    "TlsError",
     "SignalingError",
     "IqError",
     "SessionError",

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .events import PendingSession
 from .jingle.messages import build_jmi, parse_jmi, unknown_session_error
+from .jingle.rpc import ice_credentials, parse_rpc
 from .jingle.session import JingleSession, SessionState
 from .xmpp.stream import Jid, XmppStream, error_reply, result_reply
 
@@ -49,6 +50,12 @@ __all__ = ["Core", "AcceptOptions"]
 
 T = TypeVar("T")
 _ids = itertools.count(1)
+
+
+def _is_media_object(obj: Any) -> bool:
+    from .media import AudioSink, AudioSource
+
+    return isinstance(obj, (AudioSource, AudioSink))
 
 
 @dataclass
@@ -67,6 +74,13 @@ class _Pending:
     proceeded: bool = False
     options: AcceptOptions = field(default_factory=AcceptOptions)
     aliases: List[str] = field(default_factory=list)
+
+
+#: SDP-over-XMPP bookkeeping limits (PROTOCOL.md §5: early candidates ≤60 s for ≤10 sessions; reinvites
+#: are repeated by the gateway until answered, duplicates within 3 min are ignored).
+EARLY_CANDIDATE_TTL = 60.0
+EARLY_CANDIDATE_SESSIONS = 10
+DUPLICATE_OFFER_TTL = 180.0
 
 
 class Core:
@@ -93,6 +107,11 @@ class Core:
         self.state = "idle"
         self.closing = False
         self._reconnect_task: Optional[asyncio.Task[None]] = None
+        self._reconnect_now = False
+        self.reconnects = 0
+        self.sdp_mode_sids: Dict[str, float] = {}
+        self._early_candidates: "Dict[str, List[tuple[float, str]]]" = {}
+        self._seen_offers: Dict[str, float] = {}
         self._ice_refresh_task: Optional[asyncio.Task[None]] = None
         self._started = threading.Event()
 
@@ -117,6 +136,8 @@ class Core:
                 if pending:
                     self.loop.run_until_complete(asyncio.wait(pending, timeout=2))
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                # aioice resolves addresses on the loop's default executor: join its threads too.
+                self.loop.run_until_complete(self.loop.shutdown_default_executor())
             finally:
                 _ice.release_host_addresses(self.loop)
                 self.loop.close()
@@ -172,7 +193,10 @@ class Core:
             self.jid = Jid.parse(self.me["chat"]["jabberId"]).bare
         assert self.jid is not None
         channel = await self.run_blocking(self.api.create_streaming_channel, timeout=remaining())
-        url = f"{self.options.streaming_base_url.rstrip('/')}/stream/channels/{channel['id']}"
+        if self.options.streaming_url:  # a plain XMPP server (Prosody) has no channel paths
+            url = self.options.streaming_url.replace("{channel_id}", str(channel["id"]))
+        else:
+            url = f"{self.options.streaming_base_url.rstrip('/')}/stream/channels/{channel['id']}"
         stream = XmppStream(
             self.loop,
             url=url,
@@ -185,6 +209,8 @@ class Core:
             connect_timeout=self.options.connect_timeout,
             iq_timeout=self.options.iq_timeout,
             ping_interval=self.options.ping_interval,
+            ping_timeout=self.options.ping_timeout,
+            sslopt={"ca_certs": self.options.ca_bundle} if self.options.ca_bundle else None,
         )
         stream.on_bad_input = lambda exc, text: self.report_error(
             SignalingError(f"bad input from the server: {exc}"), {"frame": text[:500]})
@@ -197,11 +223,30 @@ class Core:
             stream.abort("ICE server discovery failed")
             raise
         stream.start_pings()
+        if self.options.subscribe_conversations:
+            await self._subscribe_conversations()
         self.state = "connected"
+        self._cleanup_orphaned_sessions()
         if self.options.ice_servers is None and self._ice_refresh_task is None:
             self._ice_refresh_task = self.loop.create_task(self._refresh_ice_periodically())
         self.trace("info", f"connected as {stream.full_jid}", {"jid": str(stream.full_jid), "reconnect": reconnect})
         self.sdk._emit("connected", {"reconnect": reconnect, "jid": str(stream.full_jid)})
+
+    @property
+    def conversation_topic(self) -> str:
+        return f"v2.users.{(self.me or {}).get('id')}.conversations"
+
+    async def _subscribe_conversations(self) -> None:
+        """XEP-0060 subscribe to this user's conversation topic on ``notifications.{env}`` (PROTOCOL.md §2.7)."""
+        assert self.stream is not None and self.jid is not None
+        pubsub = element(q("pubsub", "pubsub"), None,
+                         element(q("pubsub", "subscribe"), {"node": self.conversation_topic, "jid": str(self.jid)}))
+        iq = element(q("client", "iq"), {"type": "set", "to": f"notifications.{self.options.environment}"}, pubsub)
+        try:
+            await self.stream.iq(iq)
+        except PureCloudWebrtcError as exc:
+            # Optional for calls: report it, keep the connection.
+            self.trace("warning", f"could not subscribe to conversation events: {exc}")
 
     async def refresh_ice_servers(self) -> None:
         """XEP-0215 ``turn`` and ``stun`` queries to the user's domain (PROTOCOL.md §2.8)."""
@@ -256,24 +301,55 @@ class Core:
         try:
             while not self.closing and not self.sdk._user_disconnected:
                 attempt += 1
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                if self._reconnect_now:
+                    # A transfer or a dead channel: the server wants us elsewhere right away (§2.6).
+                    self._reconnect_now = False
+                else:
+                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 if self.closing or self.sdk._user_disconnected:
                     return
                 try:
                     await self.connect(reconnect=True)
+                    self.reconnects += 1
                     return
                 except AuthenticationError as exc:
-                    # A refused token will not get better by hammering the service.
-                    self.state = "disconnected"
-                    self.report_error(exc, {"attempt": attempt})
-                    self.sdk._emit("disconnected", {"reason": str(exc), "reconnecting": False})
-                    return
+                    if exc.condition == "temporary-auth-failure":
+                        self.trace("warning", f"reconnect attempt {attempt}: {exc}; retrying")
+                    else:
+                        # A refused token will not get better by hammering the service.
+                        self.state = "disconnected"
+                        self.report_error(exc, {"attempt": attempt})
+                        self.sdk._emit("disconnected", {"reason": str(exc), "reconnecting": False})
+                        return
                 except PureCloudWebrtcError as exc:
                     self.state = "disconnected"
                     self.trace("warning", f"reconnect attempt {attempt} failed: {exc}")
-                delay = min(delay * 2, self.options.reconnect_max_delay)
+                if self.options.reconnect_max_attempts is not None and attempt >= self.options.reconnect_max_attempts:
+                    error = ConnectionFailedError(f"gave up reconnecting after {attempt} attempts")
+                    self.report_error(error, {"attempt": attempt})
+                    self.sdk._emit("disconnected", {"reason": str(error), "reconnecting": False})
+                    return
+                delay = min(max(delay, 0.05) * 2, self.options.reconnect_max_delay)
         finally:
             self._reconnect_task = None
+
+    def _cleanup_orphaned_sessions(self) -> None:
+        # Sessions whose media died while we were away are ended locally, not leaked (SDK HEAD
+        # cleanupOrphanedSessions, PROTOCOL.md §2.10).
+        for session in list(self.sessions.values()):
+            pc = session.pc
+            if pc is not None and pc.connectionState in ("failed", "closed"):
+                self.trace("info", f"session {session.sid} lost its media while disconnected; ending it")
+                self.loop.create_task(session.finish("gone", send=True))
+
+    def force_reconnect(self, reason: str) -> None:
+        """Drop the stream and reconnect at once on a new channel (transfer, dead channel)."""
+        stream = self.stream
+        if stream is None or stream.state != "connected":
+            return
+        self.trace("info", f"reconnecting at once: {reason}", {"reason": reason})
+        self._reconnect_now = True
+        stream.abort(reason)
 
     async def disconnect(self) -> None:
         """Close the stream on purpose (no reconnect)."""
@@ -309,6 +385,12 @@ class Core:
             await asyncio.sleep(0.05)
         if self.stream is not None:
             await self.stream.close(timeout=0.5)
+        for default in (self.options.default_source, self.options.default_sink):
+            if _is_media_object(default):
+                try:
+                    await self.run_blocking(default.close)
+                except Exception:  # closing must go on
+                    self.log.debug("closing a default source/sink failed", exc_info=True)
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -344,6 +426,7 @@ class Core:
             self.report_error(SignalingError(str(exc)), {"stanza": X.to_string(el)[:500]})
             return
         if jmi is None:
+            self._on_pubsub(el)
             return
         own = self.full_jid
         if jmi.from_jid and jmi.from_jid == own:
@@ -364,6 +447,37 @@ class Core:
                            {"id": entry.info.id, "from": jmi.from_jid})
                 self.sdk._emit("handledPendingSession", entry.info.id)
 
+    def _on_pubsub(self, el: Element) -> None:
+        event = el.find(q("pubsub_event", "event"))
+        if event is None:
+            return
+        for items in X.findall(event, "pubsub_event", "items"):
+            node = items.get("node") or ""
+            if node == self.conversation_topic:
+                for item in X.findall(items, "pubsub_event", "item"):
+                    self._on_conversation_event(item)
+                continue
+            if "no_longer_subscribed" in node or "duplicate_id" in node or "socket_closing" in node:
+                # The channel is dead or shared by two sockets: hard reconnect on a new channel (§2.6).
+                self.force_reconnect(f"service topic {node}")
+                return
+
+    def _on_conversation_event(self, item: Element) -> None:
+        import json
+
+        from .events import ConversationUpdate
+
+        body = X.child_text(item, "json", "json")
+        try:
+            data = json.loads(body or "")
+            conversation = data.get("eventBody", data) if isinstance(data, dict) else None
+            if not isinstance(conversation, dict) or not conversation.get("id"):
+                raise ValueError("no conversation id")
+        except ValueError as exc:
+            self.report_error(SignalingError(f"bad conversation event: {exc}"), {"body": (body or "")[:500]})
+            return
+        self.sdk._emit("conversationUpdate", ConversationUpdate.from_body(conversation, (self.me or {}).get("id")))
+
     def _on_propose(self, jmi: Any) -> None:
         from_jid = jmi.from_jid
         existing = self._find_pending(jmi.id)
@@ -378,6 +492,9 @@ class Core:
             address = Jid.parse(from_jid).local if from_jid else ""
         except ValueError:
             address = from_jid
+        if jmi.sdp_over_xmpp:
+            # Remembered per sid, so a later propose cannot overwrite it (PROTOCOL.md §8 #22).
+            self.sdp_mode_sids[jmi.id] = time.monotonic()
         info = PendingSession(
             id=jmi.id,
             address=address,
@@ -416,6 +533,24 @@ class Core:
         except Exception as exc:
             self.report_error(exc, {"id": sid, "action": "auto-answer"})
 
+    async def reject_pending(self, sid: str) -> PendingSession:
+        """Forget pending ``sid`` (being declined by the user)."""
+        entry = self._find_pending(sid)
+        if entry is None:
+            raise SessionNotFoundError(
+                f"Cannot reject session {sid} because it is not pending or does not exist", session_id=sid)
+        self._drop_pending(entry)
+        self.trace("info", f"pending session {entry.info.id} rejected", {"id": entry.info.id})
+        return entry.info
+
+    async def send_reject(self, info: PendingSession) -> None:
+        """XEP-0353 ``reject`` to the proposer and to our own bare JID (PROTOCOL.md §3.4)."""
+        for to in (info.from_jid, str(self.jid)):
+            try:
+                self.send(build_jmi("reject", info.id, to))
+            except ConnectionFailedError:
+                pass
+
     async def accept_pending(self, sid: str, options: AcceptOptions) -> None:
         """Send ``proceed`` for pending session ``sid`` and remember how to answer its session-initiate."""
         entry = self._find_pending(sid)
@@ -434,8 +569,24 @@ class Core:
     # -- Jingle ---------------------------------------------------------------------------------
 
     def _on_iq(self, el: Element) -> bool:
+        rpc = el.find(q("genesys", "genesys-webrtc"))
+        if rpc is not None:
+            # §5: the client never answers these IQs; bad ones are reported, not answered.
+            if el.get("type") == "set":
+                try:
+                    message = parse_rpc(rpc)
+                except ValueError as exc:
+                    self.report_error(SignalingError(str(exc)), {"stanza": X.to_string(el)[:500]})
+                    return True
+                self._on_rpc(el, message)
+            return True
         jingle = el.find(q("jingle", "jingle"))
         if jingle is None:
+            if el.get("type") == "set" and el.find(q("cxfr", "query")) is not None:
+                # Connection transfer (XEP-0051 as Hawk uses it for socket_closing): SC answers nothing
+                # and reconnects at once (PROTOCOL.md §2.6).
+                self.force_reconnect("connection transfer requested by the server")
+                return True
             return False
         if el.get("type") != "set":
             self.send(error_reply(el, "bad-request", "modify", text="Jingle is carried by IQ set"))
@@ -446,6 +597,11 @@ class Core:
             self.send(error_reply(el, "bad-request", "modify", text="jingle without action or sid"))
             return True
         session = self.sessions.get(sid)
+        if action == "session-initiate" and sid in self.sdp_mode_sids:
+            # This call negotiates with JSON-RPC: the Jingle twin is ignored (SC 19.2.2, §4.1).
+            self.send(result_reply(el))
+            self.trace("debug", f"ignored Jingle session-initiate for SDP-over-XMPP session {sid}")
+            return True
         if action == "session-initiate":
             if session is not None:
                 self.send(error_reply(el, "unexpected-request", "wait",
@@ -496,6 +652,84 @@ class Core:
             self.sessions.pop(session.sid, None)
             session.state = SessionState.ENDED
             return
+        await self._session_started(session, entry)
+
+    # -- SDP over XMPP (PROTOCOL.md §5) ----------------------------------------------------------
+
+    def _on_rpc(self, iq: Element, message: Any) -> None:
+        sid = message.session_id
+        params = message.params
+        session = self.sessions.get(sid)
+        now = time.monotonic()
+        if message.method == "offer":
+            sdp = params.get("sdp")
+            if not isinstance(sdp, str) or not sdp:
+                self.report_error(SignalingError(f"JSON-RPC offer for {sid} without sdp"), {"session_id": sid})
+                return
+            self._seen_offers = {k: t for k, t in self._seen_offers.items() if now - t < DUPLICATE_OFFER_TTL}
+            if message.id is not None:
+                if message.id in self._seen_offers:
+                    return  # the gateway repeats a reinvite until answered: once is enough (§5, §8 #23)
+                self._seen_offers[message.id] = now
+            self.sdp_mode_sids[sid] = now
+            conversation_id = params.get("conversationId") or None
+            if session is not None and not session.ended:
+                same_ice = ice_credentials(sdp) == ice_credentials(session.remote_sdp or "")
+                if same_ice and not params.get("reinvite"):
+                    if conversation_id:
+                        session.conversation_id = conversation_id
+                    self.loop.create_task(session.on_rpc_renegotiate(sdp))
+                    return
+                # New ICE credentials or reinvite: a brand-new session replaces this one.
+                self.sessions.pop(sid, None)
+                self.loop.create_task(session.finish("alternative-session", send=False))
+            entry = self._find_pending(sid)
+            if entry is not None:
+                self._drop_pending(entry)
+            if conversation_id is None and entry is not None:
+                conversation_id = entry.info.conversation_id
+            if conversation_id is None and session is not None:
+                conversation_id = session.conversation_id
+            new = JingleSession(self, sid, iq.get("from") or "", conversation_id)
+            new.mode = "rpc"
+            self.sessions[sid] = new
+            self.loop.create_task(self._initiate_rpc(new, sdp, entry))
+        elif message.method == "iceCandidate":
+            fragment = str(params.get("sdp") or "")
+            if session is None or session.state == SessionState.STARTING:
+                # Before the offer, or while it is being applied: kept in order and handed to the session
+                # when the offer is in (STREAM-207, §5).
+                self._early_candidates.setdefault(sid, []).append((now, fragment))
+                live = sorted(self._early_candidates, key=lambda k: self._early_candidates[k][-1][0])
+                for old in live[:-EARLY_CANDIDATE_SESSIONS]:
+                    del self._early_candidates[old]
+                return
+            self.loop.create_task(session.on_rpc_candidate(fragment))
+        elif message.method == "terminate":
+            if session is not None:
+                self.loop.create_task(session.finish(str(params.get("reason") or "success"), send=False))
+        else:
+            self.trace("debug", f"JSON-RPC {message.method} for {sid} ignored", {"session_id": sid})
+
+    async def _initiate_rpc(self, session: JingleSession, sdp: str, entry: Optional[_Pending]) -> None:
+        def take_early() -> List[str]:
+            now = time.monotonic()
+            return [fragment for at, fragment in self._early_candidates.pop(session.sid, [])
+                    if now - at <= EARLY_CANDIDATE_TTL]
+
+        try:
+            ok = await session.on_rpc_offer(sdp, take_early)
+        except Exception as exc:
+            ok = False
+            self.report_error(exc, {"session_id": session.sid, "action": "offer"})
+        if not ok:
+            self.sessions.pop(session.sid, None)
+            self._early_candidates.pop(session.sid, None)
+            session.state = SessionState.ENDED
+            return
+        await self._session_started(session, entry)
+
+    async def _session_started(self, session: JingleSession, entry: Optional[_Pending]) -> None:
         # XEP-0353 accept to our own bare JID only now, so other devices stop ringing (§3.3, SC 11).
         if self.jid is not None:
             try:
@@ -524,8 +758,12 @@ class Core:
             source = deferred.source
         if sink is None:
             sink = deferred.sink
+        # A default source/sink given as an object is shared by every session: the SDK owns it (closed by
+        # close()), a session must not close it when it ends.  Anything resolved per session is the session's.
+        owns_source = owns_sink = True
         if source is None and auto_start_media and deferred.auto_start_media:
             source = self.options.default_source
+            owns_source = not _is_media_object(source)
             source_obj = await self.run_blocking(resolve_source, source, logger=self.log)
         elif source is None:
             source_obj = None
@@ -533,9 +771,10 @@ class Core:
             source_obj = await self.run_blocking(resolve_source, source, logger=self.log)
         if sink is None:
             sink = self.options.default_sink
+            owns_sink = not _is_media_object(sink)
         sink_obj = await self.run_blocking(resolve_sink, sink, logger=self.log)
         try:
-            await session.accept(source_obj, sink_obj)
+            await session.accept(source_obj, sink_obj, owns_source=owns_source, owns_sink=owns_sink)
         except BaseException:
             for obj in (source_obj, sink_obj):
                 if obj is not None and obj not in (session.source, session.sink):

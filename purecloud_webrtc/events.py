@@ -34,6 +34,7 @@ __all__ = [
     "canonical_event_name",
     "Event",
     "PendingSession",
+    "ConversationUpdate",
     "EventQueue",
 ]
 
@@ -51,6 +52,7 @@ SDK_EVENTS: Dict[str, Tuple[str, ...]] = {
     "ready": (),
     "connected": ("info",),
     "disconnected": ("info",),
+    "conversationUpdate": ("update",),
 }
 
 #: Session-level events and the names of their positional arguments, in order.
@@ -60,6 +62,12 @@ SESSION_EVENTS: Dict[str, Tuple[str, ...]] = {
     "change:interrupted": ("session", "interrupted"),
     "change:active": ("session", "active"),
     "endOfCandidates": ("session",),
+    "dtmf": ("session", "digit"),
+    "audioLevel": ("session", "levels"),
+    "change:muted": ("session", "muted"),
+    "silentMicrophone": ("session", "silent"),
+    "stats": ("session", "stats"),
+    "qualityWarning": ("session", "warning"),
 }
 
 _DOCS = {
@@ -73,11 +81,18 @@ _DOCS = {
     "ready": "initialize() finished: the SDK can receive calls.",
     "connected": "The streaming connection is up (first connect or reconnect).",
     "disconnected": "The streaming connection went down.",
+    "conversationUpdate": "A conversation of this user changed (participants and states), from the service's events.",
     "terminated": "The session was terminated (either side).",
     "change:connectionState": "The session's media connection state changed.",
     "change:interrupted": "The session's media stopped or resumed flowing.",
     "change:active": "The session became active (accepted) or stopped being active.",
     "endOfCandidates": "The session finished gathering and sending its ICE candidates.",
+    "dtmf": "A DTMF digit was heard in the remote audio (in-band tones, Goertzel detection).",
+    "audioLevel": "Every 100 ms: input and output levels in dBFS (an AudioLevels payload).",
+    "change:muted": "The session was muted (silence is sent) or unmuted.",
+    "silentMicrophone": "The audio source stayed at digital silence while unmuted (True), or sound came back (False).",
+    "stats": "Periodic media statistics of the session (a CallStats payload; SDK option stats_interval).",
+    "qualityWarning": "Jitter, loss, RTT or estimated MOS crossed its threshold (a QualityWarning payload).",
 }
 
 _ns = Namespace()
@@ -158,6 +173,34 @@ class PendingSession:
 
 
 @dataclass(frozen=True)
+class ConversationUpdate:
+    """Payload of ``conversationUpdate``: a conversation of this user as the service reports it.
+
+    :ivar conversation_id: the conversation id.
+    :ivar participants: the participants (dicts with ``id``, ``purpose``, ``state``, ``muted``, ``held``...).
+    :ivar my_participant: this user's participant, when present.
+    :ivar raw: the event body as received.
+    """
+
+    conversation_id: str
+    participants: Tuple[Dict[str, Any], ...]
+    my_participant: Optional[Dict[str, Any]]
+    raw: Dict[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Dict[str, Any], user_id: Optional[str]) -> "ConversationUpdate":
+        participants = tuple(p for p in body.get("participants") or [] if isinstance(p, dict))
+        mine = [p for p in participants if user_id and (p.get("userId") == user_id
+                                                       or (p.get("user") or {}).get("id") == user_id)]
+        return cls(str(body["id"]), participants, mine[-1] if mine else None, body)
+
+    @property
+    def state(self) -> Optional[str]:
+        """This user's participant state (``alerting``, ``connected``, ``disconnected``...)."""
+        return self.my_participant.get("state") if self.my_participant else None
+
+
+@dataclass(frozen=True)
 class Event:
     """One delivered event, as pulled from an :class:`EventQueue` or an ``expect_event`` block.
 
@@ -223,7 +266,10 @@ class Dispatcher:
             if item is None:
                 return
             name, sender, args, _ = item
-            self._deliver(name, sender, args)
+            try:
+                self._deliver(name, sender, args)
+            except Exception:  # never let one bad event stop every later callback
+                log.exception("could not deliver event %r", name)
 
     def _deliver(self, name: str, sender: Any, args: Tuple[Any, ...]) -> None:
         signal = signals[name]
@@ -423,9 +469,13 @@ class ExpectEvent:
         signals[self._name].connect(self._receiver, sender=self._emitter, weak=False)
         return self
 
+    def cancel(self) -> None:
+        """Stop expecting: leaving the block will not wait (for callers that found what they needed)."""
+        self._cancelled = True
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and not self._done.wait(self._timeout):
+            if exc_type is None and not getattr(self, "_cancelled", False) and not self._done.wait(self._timeout):
                 raise OperationTimeoutError(f"waiting for event {self._name!r}", self._timeout)
         finally:
             signals[self._name].disconnect(self._receiver, sender=self._emitter)

@@ -12,6 +12,7 @@ import asyncio
 import difflib
 import ipaddress
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class SdkOptions:
     ice_transport_policy: str = "all"
     api_base_url: str = ""
     streaming_base_url: str = ""
+    streaming_url: Optional[str] = None
     jid_resource: Optional[str] = None
     ice_host_addresses: Optional[List[str]] = None
     default_source: Any = None
@@ -61,10 +63,18 @@ class SdkOptions:
     connect_timeout: float = 15.0
     iq_timeout: float = 15.0
     ping_interval: float = 14.0
+    ping_timeout: float = 7.0
     reconnect: bool = True
     reconnect_initial_delay: float = 0.5
     reconnect_max_delay: float = 30.0
+    reconnect_max_attempts: Optional[int] = None
     ice_refresh_interval: float = 6 * 3600.0
+    ca_bundle: Optional[str] = None
+    allow_insecure: bool = False
+    subscribe_conversations: bool = True
+    jitter_buffer: Any = True
+    stats_interval: float = 5.0
+    quality_thresholds: Any = None
 
 
 # The seed's camelCase names, accepted as keyword arguments for code ported from JavaScript.
@@ -99,6 +109,15 @@ def _check_url(name: str, value: str, schemes: Sequence[str]) -> str:
         raise ConfigurationError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}: "
                                  f"{value!r}", name)
     return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_ice_servers(value: Any) -> Optional[List[Dict[str, Any]]]:
@@ -136,6 +155,9 @@ class PureCloudWebrtcSdk(Emitter):
     :param ice_transport_policy: ``"all"`` or ``"relay"``.
     :param api_base_url: REST base URL; default ``https://api.{environment}``.
     :param streaming_base_url: WebSocket base URL; default ``wss://streaming.{environment}``.
+    :param streaming_url: the full WebSocket URL to connect to instead of
+        ``{streaming_base_url}/stream/channels/{channel_id}``; ``{channel_id}`` in it is replaced.  For a
+        plain XMPP server such as Prosody (``ws://127.0.0.1:5280/xmpp-websocket``).
     :param jid_resource: the XMPP resource to bind (default: a random one, kept across reconnects).
     :param ice_host_addresses: gather host candidates only on these addresses (e.g. ``["127.0.0.1"]``).
     :param default_source: audio sent when ``accept_pending_session`` names none (default: microphone).
@@ -145,7 +167,23 @@ class PureCloudWebrtcSdk(Emitter):
     :param connect_timeout: seconds for the streaming connection handshake.
     :param iq_timeout: seconds to wait for an IQ answer.
     :param ping_interval: seconds between client pings (0 disables them).
+    :param ping_timeout: seconds to wait for a pong; the second missed pong in a row declares the socket
+        dead (so a half-open socket is noticed within ``ping_interval + 2 * ping_timeout``, 28 s by default).
     :param reconnect: reconnect automatically after an unexpected drop.
+    :param reconnect_initial_delay: first back-off delay in seconds (doubled per failure, with jitter).
+    :param reconnect_max_delay: back-off cap in seconds.
+    :param reconnect_max_attempts: give up after this many failed attempts (default: never).
+    :param ice_refresh_interval: seconds between ICE server refreshes (TURN credentials expire; default 6 h).
+    :param ca_bundle: path of a CA bundle to verify the service's TLS certificates with (default: the system's).
+    :param subscribe_conversations: subscribe to this user's conversation events over the streaming
+        socket and emit ``conversationUpdate`` (default on).
+    :param allow_insecure: allow plain ``http://``/``ws://`` URLs to hosts other than loopback (never do this
+        in production; loopback URLs, as used with the local emulator, are always allowed).
+    :param jitter_buffer: play received audio through the SDK's adaptive jitter buffer with loss
+        concealment (default ``True``; a :class:`~purecloud_webrtc.media.jitter.JitterBufferConfig` tunes it;
+        ``False`` keeps aiortc's own receive path).
+    :param stats_interval: seconds between the ``stats`` events of each session (0 disables them).
+    :param quality_thresholds: a :class:`~purecloud_webrtc.quality.QualityThresholds` for ``qualityWarning``.
 
     Threads: callbacks run on the SDK's events thread; methods may be called from any other thread
     (and from callbacks, except those that wait for events).
@@ -166,6 +204,7 @@ class PureCloudWebrtcSdk(Emitter):
         *,
         api_base_url: Optional[str] = None,
         streaming_base_url: Optional[str] = None,
+        streaming_url: Optional[str] = None,
         jid_resource: Optional[str] = None,
         ice_host_addresses: Optional[Sequence[str]] = None,
         default_source: Any = None,
@@ -175,7 +214,18 @@ class PureCloudWebrtcSdk(Emitter):
         connect_timeout: float = 15.0,
         iq_timeout: float = 15.0,
         ping_interval: float = 14.0,
+        ping_timeout: float = 7.0,
         reconnect: bool = True,
+        reconnect_initial_delay: float = 0.5,
+        reconnect_max_delay: float = 30.0,
+        reconnect_max_attempts: Optional[int] = None,
+        ice_refresh_interval: float = 6 * 3600.0,
+        ca_bundle: Optional[str] = None,
+        allow_insecure: bool = False,
+        subscribe_conversations: bool = True,
+        jitter_buffer: Any = True,
+        stats_interval: float = 5.0,
+        quality_thresholds: Any = None,
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -193,11 +243,21 @@ class PureCloudWebrtcSdk(Emitter):
             close = difflib.get_close_matches(key, known, n=1)
             raise ConfigurationError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""), key)
         self.options = self._validate(values, api_base_url=api_base_url, streaming_base_url=streaming_base_url,
+                                      streaming_url=streaming_url,
                                       jid_resource=jid_resource, ice_host_addresses=ice_host_addresses,
                                       default_source=default_source, default_sink=default_sink,
                                       request_timeout=request_timeout, connect_timeout=connect_timeout,
-                                      iq_timeout=iq_timeout, ping_interval=ping_interval, reconnect=reconnect)
-        self.api = ApiClient(self.options.api_base_url, self.options.access_token, timeout=self.options.request_timeout)
+                                      iq_timeout=iq_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout,
+                                      reconnect=reconnect, reconnect_initial_delay=reconnect_initial_delay,
+                                      reconnect_max_delay=reconnect_max_delay,
+                                      reconnect_max_attempts=reconnect_max_attempts,
+                                      ice_refresh_interval=ice_refresh_interval, ca_bundle=ca_bundle,
+                                      allow_insecure=allow_insecure, subscribe_conversations=subscribe_conversations)
+        from ._session_quality import checked_quality_options
+
+        self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
+        self.api = ApiClient(self.options.api_base_url, self.options.access_token, timeout=self.options.request_timeout,
+                             verify=self.options.ca_bundle or True)
         self._dispatcher = Dispatcher(self)
         self._init_emitter(self._dispatcher)
         self._core = Core(self)
@@ -231,6 +291,20 @@ class PureCloudWebrtcSdk(Emitter):
         api_base = _check_url("api_base_url", extra["api_base_url"] or f"https://api.{environment}", ("http", "https"))
         streaming_base = _check_url("streaming_base_url", extra["streaming_base_url"] or f"wss://streaming.{environment}",
                                     ("ws", "wss"))
+        allow_insecure = _check_bool("allow_insecure", extra["allow_insecure"])
+        for name, url in (("api_base_url", api_base), ("streaming_base_url", streaming_base)):
+            parsed = urlparse(url)
+            if parsed.scheme in ("http", "ws") and not allow_insecure and not _is_loopback(parsed.hostname or ""):
+                raise ConfigurationError(
+                    f"{name} {url!r} is not encrypted: the service speaks https:// and wss:// only; pass "
+                    "allow_insecure=True to allow plain connections for local development", name)
+        ca_bundle = extra["ca_bundle"]
+        if ca_bundle is not None and (not isinstance(ca_bundle, str) or not os.path.isfile(ca_bundle)):
+            raise ConfigurationError(f"ca_bundle must be the path of a CA certificate file, not {ca_bundle!r}",
+                                     "ca_bundle")
+        attempts = extra["reconnect_max_attempts"]
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
+            raise ConfigurationError("reconnect_max_attempts must be a positive int or None", "reconnect_max_attempts")
         hosts = extra["ice_host_addresses"]
         if hosts is not None:
             if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
@@ -256,6 +330,8 @@ class PureCloudWebrtcSdk(Emitter):
             ice_transport_policy=policy,
             api_base_url=api_base,
             streaming_base_url=streaming_base,
+            streaming_url=None if extra["streaming_url"] is None else _check_url(
+                "streaming_url", extra["streaming_url"], ("ws", "wss")),
             jid_resource=resource,
             ice_host_addresses=hosts,
             default_source=extra["default_source"],
@@ -264,7 +340,15 @@ class PureCloudWebrtcSdk(Emitter):
             connect_timeout=_check_number("connect_timeout", extra["connect_timeout"], 0.1),
             iq_timeout=_check_number("iq_timeout", extra["iq_timeout"], 0.1),
             ping_interval=_check_number("ping_interval", extra["ping_interval"], 0.0),
+            ping_timeout=_check_number("ping_timeout", extra["ping_timeout"], 0.05),
             reconnect=extra["reconnect"],
+            reconnect_initial_delay=_check_number("reconnect_initial_delay", extra["reconnect_initial_delay"], 0.0),
+            reconnect_max_delay=_check_number("reconnect_max_delay", extra["reconnect_max_delay"], 0.0),
+            reconnect_max_attempts=attempts,
+            ice_refresh_interval=_check_number("ice_refresh_interval", extra["ice_refresh_interval"], 0.1),
+            ca_bundle=ca_bundle,
+            allow_insecure=allow_insecure,
+            subscribe_conversations=_check_bool("subscribe_conversations", extra["subscribe_conversations"]),
         )
 
     # -- state ------------------------------------------------------------------------------
@@ -517,6 +601,103 @@ class PureCloudWebrtcSdk(Emitter):
             self._core.call(lambda: session.finish(reason, send=True), timeout, "end_session")
 
     endSession = end_session  # noqa: N815
+
+    def set_audio_mute(self, session: Any, muted: bool, *, rest: bool = True, timeout: Optional[float] = None) -> None:
+        """Mute or unmute a call: silence is sent at once (no renegotiation), then REST ``{"muted": ...}``.
+
+        :param session: a :class:`Session` or a session id.
+        :raises SessionNotFoundError: no live session with that id.
+        :raises ApiError: the REST update failed (the local mute is in effect anyway).
+        """
+        target = session if isinstance(session, Session) else self.get_session(session)
+        target.set_audio_mute(muted, rest=rest, timeout=timeout)
+
+    setAudioMute = set_audio_mute  # noqa: N815
+
+    def reject_pending_session(self, id: str, *, timeout: Optional[float] = 10.0) -> None:
+        """Decline a proposed call.
+
+        Like the newest official SDK, the call is declined by REST (this user's participant ``PATCH``ed to
+        ``disconnected``); XEP-0353 ``reject`` goes to the proposer and to our own bare JID too, so this
+        user's other devices stop ringing (PROTOCOL.md §3.4).  No ``cancelPendingSession`` follows.
+
+        :raises SessionNotFoundError: unknown id, or no longer pending.
+        """
+        self._check_open("reject_pending_session")
+        # Forget it locally first (so the retract that follows is not reported), decline by REST, then
+        # tell the proposer and our other devices over XMPP.
+        info = self._core.call(lambda: self._core.reject_pending(id), timeout, "reject_pending_session")
+        me = self._core.me or {}
+        if info.conversation_id and me.get("id"):
+            try:
+                conversation = self.api.get_conversation(info.conversation_id)
+                participant = self.api.my_participant(conversation, me["id"])
+                if participant is not None:
+                    self.api.patch_participant(info.conversation_id, participant["id"], {"state": "disconnected"})
+            except (ApiError, ConnectionFailedError) as exc:
+                self._core.trace("warning", f"declining {id} by REST failed ({exc}); sending the XMPP reject")
+        self._core.call(lambda: self._core.send_reject(info), timeout, "reject_pending_session")
+
+    rejectPendingSession = reject_pending_session  # noqa: N815
+
+    def set_conversation_held(self, conversation_id: str, held: bool) -> None:
+        """Put this user's side of a conversation on hold (or take it off): REST ``{"held": ...}``.
+
+        :raises ApiError: when the conversation or this user's participant cannot be found or updated.
+        """
+        self._check_open("set_conversation_held")
+        if not isinstance(held, bool):
+            raise UsageError("held must be True or False")
+        self._patch_my_participant(conversation_id, {"held": held})
+
+    setConversationHeld = set_conversation_held  # noqa: N815
+
+    def _patch_my_participant(self, conversation_id: str, body: Dict[str, Any]) -> None:
+        me = self._core.me or {}
+        if not me.get("id"):
+            raise UsageError("initialize() first: the user is not known yet")
+        conversation = self.api.get_conversation(conversation_id)
+        participant = self.api.my_participant(conversation, me["id"])
+        if participant is None:
+            raise ApiError(f"this user has no active participant in conversation {conversation_id}")
+        self.api.patch_participant(conversation_id, participant["id"], body)
+
+    def _post_digits(self, conversation_id: str, digits: str) -> None:
+        """REST DTMF: ``POST /conversations/calls/{cid}/participants/{pid}/digits`` (PROTOCOL.md §1.2)."""
+        me = self._core.me or {}
+        conversation = self.api.get_conversation(conversation_id)
+        participant = self.api.my_participant(conversation, me.get("id", ""))
+        if participant is None:
+            raise ApiError(f"this user has no active participant in conversation {conversation_id}")
+        self.api.request("POST", f"conversations/calls/{conversation_id}/participants/{participant['id']}/digits",
+                         json={"digits": digits})
+
+    def fetch_users_station(self) -> Dict[str, Any]:
+        """The user's effective station (``GET users/me?expand=station``, then ``GET stations/{id}``).
+
+        :raises ApiError: when the user has no station.
+        """
+        self._check_open("fetch_users_station")
+        me = self.api.request("GET", "users/me", params={"expand": "station"})
+        station = (((me or {}).get("station") or {}).get("effectiveStation") or {}).get("id")
+        if not station:
+            raise ApiError("this user has no effective station (assign a WebRTC phone in Genesys Cloud)")
+        return self.api.request("GET", f"stations/{station}")
+
+    fetchUsersStation = fetch_users_station  # noqa: N815
+
+    def wait_for_session(self, conversation_id: str, timeout: Optional[float] = 15.0) -> Session:
+        """The session of ``conversation_id``, whether it started before this call or starts within ``timeout``.
+
+        Use it after :meth:`start_softphone_session`: the REST answer and the proposal race (SEED-API
+        behaviour notes), so the session may already exist.
+        """
+        with self.expect_event("sessionStarted", timeout, lambda s: s.conversation_id == conversation_id) as ev:
+            # Listening first, then looking: a session that starts in between is not missed.
+            existing = next((s for s in self.sessions if s.conversation_id == conversation_id), None)
+            if existing is not None:
+                ev.cancel()
+        return existing if existing is not None else ev.value
 
     def start_softphone_session(self, phone_number: Optional[str] = None, *, user_id: Optional[str] = None,
                                 queue_id: Optional[str] = None, **fields: Any) -> str:

@@ -126,9 +126,153 @@ class Session(Emitter):
         """
         self._sdk._accept_session(self._core_session, source, sink, auto_start_media, timeout)
 
+    def send_dtmf(self, digits: str, *, method: str = "auto", duration: float = 0.1, gap: float = 0.07,
+                  timeout: Optional[float] = 15.0) -> str:
+        """Send DTMF ``digits`` (``0-9``, ``*``, ``#``, ``A-D``); returns the method used.
+
+        :param method: ``"rfc4733"`` sends telephone-events in the media (when the peer offered
+            telephone-event); ``"inband"`` mixes the tone pairs into the audio we send (heard by any peer,
+            any codec); ``"rest"`` asks the service to play them (``POST .../participants/{id}/digits``);
+            ``"auto"``: RFC 4733 when negotiated, else REST when the session has a conversation id, else in-band.
+        :param duration: seconds per digit.
+        :param gap: seconds between digits.
+        :raises ValueError: for a character that is not a DTMF digit.
+        :raises SessionStateError: in-band while the session sends no audio.
+        :raises ApiError: when the REST request fails.
+        """
+        from .errors import SessionStateError
+        from .media.dtmf import check_digits
+
+        digits = check_digits(digits)
+        if method == "auto":
+            if self._core_session.te_sender is not None:
+                method = "rfc4733"
+            else:
+                method = "rest" if self.conversation_id else "inband"
+        if method == "rfc4733":
+            sender = self._core_session.te_sender
+            if sender is None or self.ended:
+                raise SessionStateError(f"session {self.id}: telephone-event was not negotiated", session_id=self.id)
+            sender.send(digits, duration, gap)
+        elif method == "inband":
+            track = self._core_session.dtmf_track
+            if track is None or self.ended:
+                raise SessionStateError(f"session {self.id} sends no audio: in-band DTMF is not possible",
+                                        session_id=self.id)
+            track.send(digits, duration, gap)
+        elif method == "rest":
+            if not self.conversation_id:
+                raise SessionStateError(f"session {self.id} has no conversation id for REST DTMF", session_id=self.id)
+            self._sdk._post_digits(self.conversation_id, digits)
+        else:
+            raise ValueError(f"method must be 'auto', 'rfc4733', 'inband' or 'rest', not {method!r}")
+        return method
+
+    sendDtmf = send_dtmf  # noqa: N815
+
     def end(self, reason: str = "success", timeout: Optional[float] = None) -> None:
         """Hang up this session (same as ``sdk.end_session(id=session.id)``)."""
         self._sdk.end_session(id=self.id, timeout=timeout)
+
+    def get_stats(self, timeout: Optional[float] = 5.0) -> Any:
+        """A :class:`~purecloud_webrtc.quality.CallStats` snapshot taken now: packets, loss, jitter, RTT, codec,
+        concealment, jitter-buffer delay and the estimated MOS (any thread but the core's).
+
+        After the call ended it returns the last snapshot, taken while media closed.
+        """
+        quality = self._core_session.quality
+        if self._core_session.ended and quality.last is not None:
+            return quality.last
+        return self._sdk._core.call(lambda: quality.collect(), timeout, "session.get_stats")
+
+    getStats = get_stats  # noqa: N815
+
+    @property
+    def stats(self) -> Any:
+        """The latest :class:`~purecloud_webrtc.quality.CallStats` (from the ``stats`` event or
+        :meth:`get_stats`), or ``None``."""
+        return self._core_session.quality.last
+
+    # -- live audio (purecloud_webrtc/_audio.py does the work) ----------------------------------
+
+    def set_source(self, source: Any, *, close_previous: bool = True, timeout: Optional[float] = None) -> None:
+        """Send ``source`` from now on, without renegotiation (any thread but the core's).
+
+        :param source: as for ``accept_pending_session``: ``None`` (default microphone), a WAV path, an
+            :class:`~purecloud_webrtc.media.AudioSource` (``MicrophoneSource("USB")``, ``WavFileSource(p,
+            loop=False)``...), an aiortc track or a callable.
+        :param close_previous: close the source sent so far (default); with ``False`` keep it open to switch
+            back to it later (it is closed when the call ends).
+        :raises SessionStateError: the session has ended, is not answered yet, or was answered receive-only.
+        :raises AudioDeviceError: the device could not be opened (the call keeps its current source).
+        """
+        from ._audio import set_source
+
+        set_source(self._sdk, self._core_session, source, close_previous=close_previous, timeout=timeout)
+
+    def set_sink(self, sink: Any, *, close_previous: bool = True, timeout: Optional[float] = None) -> None:
+        """Play the remote audio into ``sink`` from now on, e.g. ``SpeakerSink("headset")`` (any thread).
+
+        :param close_previous: close the previous sink (default), or keep it open until the call ends.
+        :raises SessionStateError: the session has ended or is not answered yet.
+        :raises AudioDeviceError: the device could not be opened (the call keeps its current sink).
+        """
+        from ._audio import set_sink
+
+        set_sink(self._sdk, self._core_session, sink, close_previous=close_previous, timeout=timeout)
+
+    def set_audio_mute(self, muted: bool, *, rest: bool = True, timeout: Optional[float] = None) -> None:
+        """Mute (send silence, no renegotiation) or unmute this call, then tell the service by REST.
+
+        The local change is immediate and emits ``change:muted``; then, when the session has a
+        conversation id, ``PATCH conversations/calls/{cid}/participants/{pid}`` ``{"muted": muted}``
+        (skip it with ``rest=False``).
+
+        :raises ApiError: the REST update failed; the local mute is in effect anyway.
+        """
+        from ._audio import set_audio_mute
+
+        set_audio_mute(self._sdk, self._core_session, muted, rest=rest, timeout=timeout)
+
+    @property
+    def muted(self) -> bool:
+        """Whether this call is locally muted."""
+        media = self._core_session.media
+        return bool(media is not None and media.muted)
+
+    @property
+    def audio_levels(self) -> Any:
+        """The latest :class:`~purecloud_webrtc.media.live.AudioLevels` (as in the last ``audioLevel`` event)."""
+        media = self._core_session.media
+        return None if media is None else media.levels
+
+    @property
+    def source_ended(self) -> bool:
+        """Whether the current source has ended by itself (a WAV played once); silence is sent meanwhile."""
+        media = self._core_session.media
+        return bool(media is not None and media.source_ended)
+
+    def start_recording(self, path: Any, *, timeout: Optional[float] = None) -> None:
+        """Record this call to a 48 kHz stereo WAV: our audio (as sent, muted parts silent) left, the remote right.
+
+        Both channels are aligned on the SDK's clock.  One recording at a time; it stops with
+        :meth:`stop_recording` or when the call ends.
+
+        :raises UsageError: already recording.
+        :raises OSError: the file cannot be created.
+        """
+        from ._audio import start_recording
+
+        start_recording(self._sdk, self._core_session, path, timeout=timeout)
+
+    def stop_recording(self, timeout: Optional[float] = None) -> Any:
+        """Stop recording and finish the file; returns a ``Recording(path, seconds)``.
+
+        :raises UsageError: nothing was recorded.
+        """
+        from ._audio import stop_recording
+
+        return stop_recording(self._sdk, self._core_session, timeout=timeout)
 
     def __repr__(self) -> str:
         return (f"<Session {self.id} conversation={self.conversation_id} state={self.state} "

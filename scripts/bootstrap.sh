@@ -39,8 +39,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 #                            virtual speaker/microphone for pyaudio (RECIPES §3)
 #   prosody                  a real XMPP server on loopback (RECIPES §4)
 #   iproute2, util-linux     `ip` and `unshare` for scripts/netns-run (RECIPES §1)
+#   redis-server             the Celery broker of samples/celery_worker's test (started
+#                            by the test itself on 127.0.0.1, never as a service)
 APT_PACKAGES=(gcc libc6-dev portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins
-    prosody iproute2 util-linux)
+    prosody iproute2 util-linux redis-server)
 # Without these the pip step cannot succeed, so their absence is fatal.
 BUILD_PACKAGES=(gcc libc6-dev portaudio19-dev)
 
@@ -260,4 +262,35 @@ if [ -n "$(needed_extras)" ]; then
     log "done: $VENV is ready"
 else
     log "$VENV is up to date (setup.cfg unchanged): skipping pip"
+fi
+
+# -------------------------------------------------------------- node packages --
+# node/ holds the independent implementations the interop tests compare us with
+# (stanza's SDP <-> Jingle converter, libwebrtc from @roamhq/wrtc). Node itself comes
+# from apt when missing (Debian's nodejs + npm); a machine that already has a node
+# (e.g. NodeSource's, which bundles npm) keeps it. Without node the Python suite still
+# runs and those tests skip with the reason; CI has node, so they run there.
+if [ -f node/package-lock.json ]; then
+    node_missing=()
+    command -v node >/dev/null 2>&1 || node_missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || node_missing+=(npm)
+    if [ ${#node_missing[@]} -gt 0 ]; then
+        if [ "$CAN_APT" = 1 ] && command -v dpkg-query >/dev/null 2>&1; then
+            apt_install "${node_missing[@]}"
+        else
+            log "WARNING: no ${node_missing[*]}: the Node interop tests will skip" \
+                "(install with: apt-get install -y --no-install-recommends ${node_missing[*]})"
+        fi
+    fi
+    if command -v npm >/dev/null 2>&1; then
+        NODE_STAMP=node/node_modules/.bootstrap-stamp
+        node_fp=$({ cat node/package.json node/package-lock.json; node --version; } | sha256sum | cut -d' ' -f1)
+        if [ "$(cat "$NODE_STAMP" 2>/dev/null || true)" != "$node_fp" ]; then
+            log "npm ci in node/ (stanza, @roamhq/wrtc)"
+            quiet "npm ci" npm --prefix node ci --no-audit --no-fund
+            printf '%s\n' "$node_fp" >"$NODE_STAMP"
+        else
+            log "node/node_modules is up to date: skipping npm"
+        fi
+    fi
 fi

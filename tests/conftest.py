@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 import purecloud_webrtc as pcw
+from helpers import wait_until  # noqa: F401  (re-exported for older imports)
+from pulse import pulse_server  # noqa: F401  (the private PulseAudio fixture, tests/pulse.py)
 
 
 def _our_threads() -> List[threading.Thread]:
@@ -81,18 +83,6 @@ def make_sdk(emulator: Any) -> Iterator[SdkFactory]:
     finally:
         factory.close()
     assert not factory.callback_errors, f"callbacks raised: {factory.callback_errors}"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it is truthy (returns its value) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(autouse=True)

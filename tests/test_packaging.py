@@ -36,7 +36,8 @@ RUNTIME_DEPS = {
 EXTRAS = {
     "audio": {"pyaudio"},
     "emulator": {"aiohttp"},
-    "test": {"pytest", "pytest-timeout", "hypothesis", "aiohttp", "pyaudio"},
+    "test": {"pytest", "pytest-timeout", "hypothesis", "aiohttp", "pyaudio", "flask", "django", "celery", "build", "wheel", "sphinx"},
+    "docs": {"sphinx"},
     "dev": {
         "pytest",
         "pytest-timeout",

@@ -19,7 +19,10 @@ tone and records what it hears.  For tests, demos and offline development::
 
 from ._state import EmulatedUser, EmulatorError
 from .party import ALLOWED_MEDIA_ADDRESSES, CALL_STATES, JINGLE_REASONS, EmulatedCall
+from .faultproxy import FaultProxy
+from .libwebrtc_party import LibwebrtcParty
 from .server import Emulator
+from .xmpp_client_gateway import XmppServerLogin
 
 __all__ = [
     "ALLOWED_MEDIA_ADDRESSES",
@@ -29,4 +32,7 @@ __all__ = [
     "EmulatedUser",
     "Emulator",
     "EmulatorError",
+    "FaultProxy",
+    "LibwebrtcParty",
+    "XmppServerLogin",
 ]

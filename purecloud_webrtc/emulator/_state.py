@@ -94,6 +94,9 @@ class EmulatorState:
         self.calls: list["EmulatedCall"] = []
         self.wire: list[WireEntry] = []
         self.rest_log: list[tuple[str, str, int]] = []
+        #: fault injection: a SASL condition every login fails with, and a streaming outage flag.
+        self.refuse_sasl: Optional[str] = None
+        self.refuse_connections = False
         self._seq = itertools.count(1)
 
     # -- users -------------------------------------------------------------

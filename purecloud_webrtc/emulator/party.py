@@ -157,6 +157,8 @@ class Gateway:
         self.calls_by_sid: dict[str, "EmulatedCall"] = {}
         self._pending: dict[str, tuple["asyncio.Future[Element]", "EmulatedCall"]] = {}
         self.thread_id: Optional[int] = None
+        #: a :class:`~.libwebrtc_party.LibwebrtcParty` to put libwebrtc on the far end instead of aiortc.
+        self.remote_party: Optional[Any] = None
 
     # -- thread helpers ----------------------------------------------------
 
@@ -337,6 +339,10 @@ class EmulatedCall:
         self.session_info: list[str] = []
         #: JSON-RPC methods received from the client (SDP-over-XMPP mode).
         self.rpc_log: list[str] = []
+        #: digits received by REST (``POST .../participants/{id}/digits``), in order.
+        self.rest_digits: list[str] = []
+        #: digits received as RFC 4733 telephone-events, in order.
+        self.rfc4733_digits: list[str] = []
         #: the peer connection's ``connectionState`` changes, in order.
         self.connection_states: list[str] = []
         #: remote candidates refused because of their address.
@@ -439,10 +445,62 @@ class EmulatedCall:
         sink = self._sink
         return 0.0 if sink is None else float(sink.total_seconds)
 
+    def send_dtmf(self, digits: str, duration: float = 0.1, gap: float = 0.07, *, method: str = "inband") -> float:
+        """The far end presses ``digits``; returns the seconds they take.
+
+        :param method: ``"inband"`` (tone pairs over its tone) or ``"rfc4733"`` (telephone-event packets;
+            needs the client to have accepted telephone-event).
+        """
+        if method == "rfc4733":
+            sender = getattr(self, "_te_sender", None)
+            if sender is None:
+                raise EmulatorError("telephone-event was not negotiated for this call")
+            return float(sender.send(digits, duration, gap))
+        track = getattr(self, "_dtmf_track", None)
+        if track is None:
+            raise EmulatorError("the call has no media yet")
+        return float(track.send(digits, duration, gap))
+
+    def _setup_rfc4733(self, answer: str) -> None:
+        """When the client accepted telephone-event: send and receive RFC 4733 events (loop thread)."""
+        from ..media.rfc4733 import TelephoneEventSender, attach_receiver, telephone_event_of
+
+        negotiated = telephone_event_of(answer)
+        if negotiated is None or not isinstance(self._pc, RTCPeerConnection):
+            return  # the libwebrtc far end handles telephone-event itself
+        sender = next((t.sender for t in self._pc.getTransceivers() if t.kind == "audio"), None)
+        if sender is not None:
+            te = TelephoneEventSender(sender, *negotiated)
+            if te.install():
+                self._te_sender = te
+        attach_receiver(self._pc, negotiated[0], self.rfc4733_digits.append)
+
+    def heard_dtmf(self, seconds: float = 30.0) -> str:
+        """DTMF digits found (Goertzel) in the last ``seconds`` of what the far end heard."""
+        from ..media.dtmf import detect_digits
+
+        sink = self._sink
+        if sink is None:
+            return ""
+        return detect_digits(sink.samples(last_seconds=seconds))
+
     def heard_frequency(self, seconds: float = 1.0) -> float:
         """Dominant frequency (Hz) of the last ``seconds`` of what the far end heard (0.0 if nothing)."""
         sink = self._sink
         return 0.0 if sink is None else float(sink.dominant_frequency(last_seconds=seconds))
+
+    def set_tone(self, frequency: Optional[float] = None, amplitude: Optional[float] = None) -> None:
+        """Change the far end's tone while the call runs (any thread; the next 20 ms frame uses it).
+
+        Before media starts, ``frequency`` only changes :attr:`tone_hz` for the tone to come.
+        """
+        tone = self._tone
+        if frequency is not None:
+            self.tone_hz = float(frequency)
+            if tone is not None:
+                tone.frequency = float(frequency)
+        if amplitude is not None and tone is not None:
+            tone.amplitude = float(amplitude)
 
     # -- internals: plumbing -------------------------------------------------
 
@@ -507,6 +565,20 @@ class EmulatedCall:
                         p["endTime"] = end
             self._state_obj.cond.notify_all()
         self._log.info("call %s (%s): %s", self.conversation_id, self.direction, state)
+        self.publish_update()
+
+    def publish_update(self) -> None:
+        """Publish the conversation on ``v2.users.{id}.conversations`` to subscribed clients (loop thread)."""
+        with self._state_obj.cond:
+            body = {
+                "id": self.conversation_id,
+                "participants": [
+                    {"id": p["id"], "purpose": p["purpose"], "state": p["state"], "muted": p["muted"],
+                     "held": p["held"], "address": p.get("address"), "userId": (p.get("user") or {}).get("id")}
+                    for p in self._participants
+                ],
+            }
+        self._gateway.router.publish(self.user, f"v2.users.{self.user.id}.conversations", body)
 
     def _make_participants(self) -> list[dict[str, Any]]:
         start = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.created_at))
@@ -654,10 +726,15 @@ class EmulatedCall:
 
     async def _start_media(self) -> str:
         media = _media()
+        if self._gateway.remote_party is not None:
+            return await self._start_libwebrtc_media()
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._pc = pc
         self._tone = media.ToneSource(frequency=self.tone_hz)
-        pc.addTrack(self._tone.create_track())
+        from ..media.dtmf import DtmfOverlayTrack
+
+        self._dtmf_track = DtmfOverlayTrack(self._tone.create_track())
+        pc.addTrack(self._dtmf_track)
         self._sink = media.BufferSink()
 
         @pc.on("track")
@@ -680,9 +757,32 @@ class EmulatedCall:
 
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
-        sdp = pc.localDescription.sdp
+        # The gateway offers telephone-event beside the voice codecs (PROTOCOL.md A.5); aiortc does not.
+        from ..media.rfc4733 import offer_telephone_event
+
+        sdp = offer_telephone_event(pc.localDescription.sdp)
         self.local_sdp = sdp
         return sdp
+
+    async def _start_libwebrtc_media(self) -> str:
+        """The far end on libwebrtc (a Node process) instead of aiortc; see :mod:`.libwebrtc_party`."""
+        from .libwebrtc_party import LibwebrtcPeer
+
+        def on_state(state: str) -> None:
+            with self._state_obj.cond:
+                self.connection_states.append(state)
+            if state == "connected":
+                self._media_connected = True
+                self.enqueue(self._check_connected)
+            elif state == "failed":
+                self.enqueue(self._media_failed)
+
+        self._sink = _media().BufferSink()
+        peer = LibwebrtcPeer(self._gateway.remote_party, tone_hz=self.tone_hz, sink=self._sink,
+                             on_state=on_state, logger=self._log)
+        self._pc = peer  # type: ignore[assignment]  # duck-typed: the calls made on _pc below
+        self.local_sdp = await peer.create_offer()
+        return self.local_sdp
 
     async def _media_failed(self) -> None:
         if self._state in ("initiated", "accepted", "connected"):
@@ -803,6 +903,7 @@ class EmulatedCall:
                 return
             self.remote_sdp = answer
             self._accepted = True
+            self._setup_rfc4733(answer)
             conn.send(iq_result(iq))
             self._set_state("accepted")
             buffered, self._buffered = self._buffered, []
@@ -890,6 +991,7 @@ class EmulatedCall:
                 return
             self.remote_sdp = answer
             self._accepted = True
+            self._setup_rfc4733(answer)
             conn.send(iq_result(iq))
             self._set_state("accepted")
             buffered, self._buffered = self._buffered, []

@@ -293,6 +293,20 @@ class RestApi:
             self.state.cond.notify_all()
         if state == "disconnected":
             call.enqueue(call._hangup, "success")
+        else:
+            call.publish_update()
+        return web.Response(status=202)
+
+    async def post_digits(self, request: web.Request) -> web.StreamResponse:
+        """``POST /conversations/calls/{cid}/participants/{pid}/digits`` ``{"digits": "123#"}`` (recorded)."""
+        call = self._call(request)
+        body = await self._json_body(request)
+        if call.participant(request.match_info["pid"]) is None:
+            raise ApiError(404, "not.found", f"Participant {request.match_info['pid']} not found.")
+        digits = body.get("digits")
+        if not isinstance(digits, str) or not digits or any(c not in "0123456789*#ABCDabcd" for c in digits):
+            raise ApiError(400, "bad.request", "digits must be a non-empty string of 0-9, *, #, A-D.")
+        call.rest_digits.append(digits)
         return web.Response(status=202)
 
     async def diagnostics_trace(self, request: web.Request) -> web.StreamResponse:
@@ -321,6 +335,7 @@ def build_app(emulator: "Emulator") -> web.Application:
     r.add_patch("/api/v2/conversations/calls/{cid}/participants/{pid}", api.patch_participant)
     r.add_patch("/api/v2/conversations/{cid}/participants/{pid}", api.patch_participant)
     r.add_post("/api/v2/diagnostics/trace", api.diagnostics_trace)
+    r.add_post("/api/v2/conversations/calls/{cid}/participants/{pid}/digits", api.post_digits)
     r.add_route("*", "/api/v2/{tail:.*}", api.not_found)
     r.add_get("/stream/channels/{channel_id}", emulator._router_or_fail().handle_websocket)
     return app

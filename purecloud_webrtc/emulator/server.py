@@ -16,9 +16,14 @@ import concurrent.futures
 import itertools
 import logging
 import threading
-from typing import Any, Callable, Optional, Sequence
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from aiohttp import web
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .libwebrtc_party import LibwebrtcParty
+    from .xmpp_client_gateway import XmppClientRouter, XmppServerLogin
 
 from .._ice import release_host_addresses, restrict_host_addresses
 from ._state import EmulatedUser, EmulatorError, EmulatorState, UserRef, new_user
@@ -53,11 +58,19 @@ class Emulator:
     :param trickle_candidates: gateway candidates as ``transport-info`` after session-initiate
         (default) or inline in it.
     :param alert_timeout: retract calls not proceeded within this many seconds (``None``: never).
+    :param remote_party: a :class:`~purecloud_webrtc.emulator.libwebrtc_party.LibwebrtcParty` to run each
+        call's far end on libwebrtc (Node, ``@roamhq/wrtc``) instead of aiortc.
+    :param xmpp_server: log the gateway in to this real XMPP server (an
+        :class:`~purecloud_webrtc.emulator.xmpp_client_gateway.XmppServerLogin`) and send
+        proposals and Jingle through it instead of the emulator's own streaming service;
+        the SDK then connects to that server too (``streaming_url=``).
     :param sdp_over_xmpp: propose with ``inin-sdp-over-xmpp="true"`` and negotiate with
         JSON-RPC (PROTOCOL.md §5) instead of Jingle.
     :param logger: logger to use (default ``purecloud_webrtc.emulator``; frames go to its
         ``.wire`` child at DEBUG).
     :param user_name: display name of the default user.
+    :param tls: serve ``https://``/``wss://`` with a certificate for 127.0.0.1 from a throwaway CA
+        (:attr:`ca_file`); ``"wrong-host"`` uses a certificate for another name.
     :raises ValueError: for another host or a bad port.
     """
 
@@ -73,8 +86,11 @@ class Emulator:
         trickle_candidates: bool = True,
         alert_timeout: Optional[float] = None,
         sdp_over_xmpp: bool = False,
+        xmpp_server: Optional["XmppServerLogin"] = None,
+        remote_party: Optional["LibwebrtcParty"] = None,
         logger: Optional[logging.Logger] = None,
         user_name: str = "Emulated Agent",
+        tls: "bool | str" = False,
     ) -> None:
         if host != "127.0.0.1":
             raise ValueError(f"the emulator binds 127.0.0.1 only, not {host!r}")
@@ -92,6 +108,13 @@ class Emulator:
         self.trickle_candidates = trickle_candidates
         self.alert_timeout = alert_timeout
         self.sdp_over_xmpp = sdp_over_xmpp
+        self.xmpp_server = xmpp_server
+        self.remote_party = remote_party
+        self._xmpp_client: Optional["XmppClientRouter"] = None
+        if tls not in (False, True, "wrong-host"):
+            raise ValueError("tls must be False, True or 'wrong-host'")
+        self.tls = tls
+        self._tls_material: Optional[Any] = None
         self.logger = logger or logging.getLogger("purecloud_webrtc.emulator")
         self._state = EmulatorState(org_name)
         self.user: EmulatedUser = self._state.add_user(new_user(user_name, self._state.domain, access_token))
@@ -207,13 +230,28 @@ class Emulator:
     async def _startup(self) -> None:
         loop = asyncio.get_running_loop()
         self._router = XmppRouter(self._state, self.ice_servers, self.logger)
-        self._gateway = Gateway(self._state, self._router, loop, self.logger)
+        if self.xmpp_server is not None:
+            from .xmpp_client_gateway import XmppClientRouter
+
+            self._xmpp_client = XmppClientRouter(self.xmpp_server, self._state, loop, self.logger)
+            self._gateway = Gateway(self._state, self._xmpp_client, loop, self.logger)  # type: ignore[arg-type]
+            self._xmpp_client.gateway = self._gateway
+            await self._xmpp_client.connect()
+        else:
+            self._gateway = Gateway(self._state, self._router, loop, self.logger)
         self._gateway.thread_id = threading.get_ident()
+        self._gateway.remote_party = self.remote_party
         self._router.gateway = self._gateway
         app = build_app(self)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.requested_port)
+        ssl_context = None
+        if self.tls:
+            from ._tls import make_tls_material
+
+            self._tls_material = make_tls_material(host_ok=self.tls is True)
+            ssl_context = self._tls_material.server_context()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.requested_port, ssl_context=ssl_context)
         await site.start()
         self._port = int(self._runner.addresses[0][1])
 
@@ -228,10 +266,14 @@ class Emulator:
                 await call.shutdown()
             except Exception:
                 self.logger.exception("error stopping call %s", call.conversation_id)
+        if self._xmpp_client is not None:
+            await self._xmpp_client.close()
         if self._router is not None:
             await self._router.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._tls_material is not None:
+            self._tls_material.cleanup()
         self._state.changed()
 
     # -- internals used by rest/streaming --------------------------------------
@@ -260,6 +302,7 @@ class Emulator:
         auto_answer: bool,
         tone_hz: Optional[float] = None,
         trickle: Optional[bool] = None,
+        sdp_over_xmpp: Optional[bool] = None,
     ) -> EmulatedCall:
         """Create and register a call (loop thread); the caller queues its propose."""
         gateway = self._gateway_or_fail()
@@ -271,9 +314,11 @@ class Emulator:
             tone_hz=self.tone_hz if tone_hz is None else tone_hz,
             trickle=self.trickle_candidates if trickle is None else trickle,
             auto_answer=auto_answer,
-            sdp_over_xmpp=self.sdp_over_xmpp,
+            sdp_over_xmpp=self.sdp_over_xmpp if sdp_over_xmpp is None else sdp_over_xmpp,
             alert_timeout=self.alert_timeout,
         )
+        if self._xmpp_client is not None:
+            call.gateway_jid = self._xmpp_client.full_jid  # its address on the real server
         gateway.add(call)
         with self._state.cond:
             self._state.calls.append(call)
@@ -295,13 +340,18 @@ class Emulator:
 
     @property
     def api_base_url(self) -> str:
-        """``http://127.0.0.1:PORT``; REST lives under ``/api/v2/``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:PORT`` (``https://`` with ``tls``); REST lives under ``/api/v2/``."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Optional[str]:
+        """PEM file of the throwaway CA in TLS mode (pass it to the SDK as ``ca_bundle``)."""
+        return self._tls_material.ca_file if self._tls_material is not None else None
 
     @property
     def streaming_base_url(self) -> str:
-        """``ws://127.0.0.1:PORT``; channels live under ``/stream/channels/{channelId}``."""
-        return f"ws://127.0.0.1:{self.port}"
+        """``ws://127.0.0.1:PORT`` (``wss://`` with ``tls``); channels live under ``/stream/channels/{channelId}``."""
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
 
     @property
     def domain(self) -> str:
@@ -340,6 +390,7 @@ class Emulator:
         trickle: Optional[bool] = None,
         from_address: str = "+13175550100",
         timeout: float = 10.0,
+        sdp_over_xmpp: Optional[bool] = None,
     ) -> EmulatedCall:
         """Someone calls ``user``: a conversation is created and the propose fans out to its resources.
 
@@ -349,6 +400,8 @@ class Emulator:
         :param tone_hz: what the caller plays (default: the emulator's ``tone_hz``).
         :param trickle: trickle the gateway's candidates (default: ``trickle_candidates``).
         :param from_address: the caller's number.
+        :param sdp_over_xmpp: negotiate this call with JSON-RPC instead of Jingle (default: the emulator's
+            ``sdp_over_xmpp``); the service chooses per call (PROTOCOL.md §5).
         """
         target = self._state.resolve_user(user)
         call: EmulatedCall = self._on_loop(
@@ -359,6 +412,7 @@ class Emulator:
                 auto_answer=auto_answer,
                 tone_hz=tone_hz,
                 trickle=trickle,
+                sdp_over_xmpp=sdp_over_xmpp,
             ),
             timeout,
         )
@@ -400,6 +454,92 @@ class Emulator:
 
         count = self._on_loop(drop)
         self.logger.info("dropped %d connection(s) of %s", count, target.jid)
+
+
+    # -- faults (PROTOCOL.md §2.3, §2.6) ---------------------------------------------
+
+    def send_raw(self, text: str, user: UserRef = None) -> int:
+        """Send ``text`` as one frame, unchecked, to every bound connection of ``user``; returns how many.
+
+        For hostile-input tests: malformed XML, entity bombs, oversized frames, odd stanzas.
+        """
+        target = self._state.resolve_user(user)
+        router = self._router_or_fail()
+
+        def send() -> int:
+            conns = router.bound(target)
+            for conn in conns:
+                conn.send(text)
+            return len(conns)
+
+        return int(self._on_loop(send))
+
+    def send_connection_transfer(self, user: UserRef = None) -> int:
+        """Ask ``user``'s connections to move (``<iq type="set"><query xmlns="urn:xmpp:cxfr"/>``, §2.6)."""
+        target = self._state.resolve_user(user)
+        domain = self._state.domain
+        text = (f'<iq xmlns="jabber:client" type="set" id="cxfr-{uuid.uuid4()}" from="{domain}" to="{target.jid}">'
+                f'<query xmlns="urn:xmpp:cxfr"><domain>{domain}</domain></query></iq>')
+        return self.send_raw(text, target)
+
+    def send_service_event(self, topic: str, payload: Optional[dict[str, Any]] = None, user: UserRef = None) -> int:
+        """Send a notification-service pubsub event (e.g. ``v2.system.no_longer_subscribed``, ``duplicate_id``)."""
+        import json
+        from xml.sax.saxutils import escape
+
+        target = self._state.resolve_user(user)
+        body = escape(json.dumps({"topicName": topic, "eventBody": payload or {}}))
+        text = (f'<message xmlns="jabber:client" from="notifications.mypurecloud.com" to="{target.jid}">'
+                f'<event xmlns="http://jabber.org/protocol/pubsub#event"><items node="{escape(topic)}"><item>'
+                f'<json xmlns="urn:xmpp:json:0">{body}</json></item></items></event></message>')
+        return self.send_raw(text, target)
+
+    def rotate_access_token(self, new_token: str, user: UserRef = None) -> EmulatedUser:
+        """Give ``user`` a new access token; the old one is refused from now on (REST and SASL)."""
+        import dataclasses
+
+        if not new_token:
+            raise ValueError("new_token must not be empty")
+        target = self._state.resolve_user(user)
+        with self._state.cond:
+            updated = dataclasses.replace(target, access_token=new_token)
+            self._state.users[self._state.users.index(target)] = updated
+            for channel, owner in list(self._state.channels.items()):
+                if owner.id == target.id:
+                    self._state.channels[channel] = updated
+        if self.user.id == target.id:
+            self.user = updated
+            self.access_token = new_token
+        return updated
+
+    def set_ice_servers(self, ice_servers: "Sequence[dict[str, Any]]") -> None:
+        """Change what XEP-0215 discovery returns from now on (e.g. TURN credentials that rotated)."""
+        self.ice_servers = list(ice_servers)
+        router = self._router_or_fail()
+        self._on_loop(lambda: setattr(router, "ice_servers", list(ice_servers)))
+
+    def refuse_sasl(self, condition: Optional[str] = "not-authorized") -> None:
+        """Fail every SASL attempt with ``condition`` from now on (``None``: accept valid credentials again)."""
+        with self._state.cond:
+            self._state.refuse_sasl = condition
+
+    def refuse_connections(self, refuse: bool = True) -> None:
+        """Answer WebSocket upgrades with HTTP 503 while ``refuse`` (a streaming service outage)."""
+        with self._state.cond:
+            self._state.refuse_connections = refuse
+
+    def restart_streaming(self, downtime: float = 1.0) -> None:
+        """Cut every connection and refuse new ones for ``downtime`` seconds (a streaming restart)."""
+        self.refuse_connections(True)
+        for user in list(self._state.users):
+            self.drop_connections(user)
+
+        def reopen() -> None:
+            self.refuse_connections(False)
+
+        timer = threading.Timer(downtime, reopen)
+        timer.daemon = True
+        timer.start()
 
     @property
     def calls(self) -> list[EmulatedCall]:

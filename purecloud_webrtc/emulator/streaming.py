@@ -160,6 +160,8 @@ class XmppConnection:
         self.resource: Optional[str] = None
         self.full_jid: Optional[str] = None
         self.closed = False
+        #: notification topics this connection subscribed to (XEP-0060 over the stream, §2.7).
+        self.topics: set[str] = set()
         self._queue: "asyncio.Queue[object]" = asyncio.Queue()
         self._log = router.logger
         self._wire_log = logging.getLogger(router.logger.name + ".wire")
@@ -347,6 +349,9 @@ class XmppConnection:
             self._sasl_failure("malformed-request", "PLAIN needs authzid NUL authcid NUL password")
             return
         authzid, authcid, password = parts
+        if self.router.state.refuse_sasl:
+            self._sasl_failure(self.router.state.refuse_sasl, "refused by the emulator's fault injection")
+            return
         user = self.router.state.user_by_jid(authcid)
         if user is None:
             self._sasl_failure("not-authorized", "unknown user: authcid must be the user's bare JID")
@@ -420,6 +425,8 @@ class XmppRouter:
 
         if user is None:
             return refuse(404, "not.found", f"Unknown channel {channel_id}.")
+        if self.state.refuse_connections:
+            return refuse(503, "service.unavailable", "The streaming service is restarting.")
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
         if "xmpp" not in offered:
             return refuse(400, "bad.request", "WebSocket subprotocol 'xmpp' is required (RFC 7395).")
@@ -559,11 +566,52 @@ class XmppRouter:
             elif el.get("type") in ("get", "set"):
                 conn.send(iq_error(el, "service-unavailable"))
             return
-        # Any other host (pubsub, other servers) does not exist here.
+        if kind == "iq" and to_domain is not None and to_domain.startswith("notifications."):
+            self._pubsub_iq(conn, el)
+            return
+        # Any other host (other servers) does not exist here.
         if kind == "iq" and el.get("type") in ("get", "set"):
             conn.send(iq_error(el, "service-unavailable"))
         else:
             self.logger.debug("dropping %s to unknown host %s", kind, to)
+
+    def publish(self, user: EmulatedUser, topic: str, body: Any) -> int:
+        """Send a notification-service event on ``topic`` to ``user``'s connections subscribed to it (§2.7)."""
+        import json
+        from xml.sax.saxutils import escape
+
+        sent = 0
+        for conn in self.bound(user):
+            if topic not in conn.topics:
+                continue
+            text = escape(json.dumps({"topicName": topic, "eventBody": body}))
+            conn.send(f'<message xmlns="jabber:client" from="notifications.mypurecloud.com" to="{conn.full_jid}">'
+                      f'<event xmlns="http://jabber.org/protocol/pubsub#event"><items node="{escape(topic)}"><item>'
+                      f'<json xmlns="urn:xmpp:json:0">{text}</json></item></items></event></message>')
+            sent += 1
+        return sent
+
+    def _pubsub_iq(self, conn: XmppConnection, el: Element) -> None:
+        """XEP-0060 subscribe/unsubscribe to a topic of the notification service (``notifications.{env}``)."""
+        pubsub = el.find(q("pubsub", "pubsub"))
+        if pubsub is None:
+            conn.send(iq_error(el, "service-unavailable"))  # the notification service speaks pubsub only
+            return
+        request = None if pubsub is None else (pubsub.find(q("pubsub", "subscribe"))
+                                               if pubsub.find(q("pubsub", "subscribe")) is not None
+                                               else pubsub.find(q("pubsub", "unsubscribe")))
+        node = request.get("node") if request is not None else None
+        if el.get("type") != "set" or not node or conn.user is None:
+            conn.send(iq_error(el, "bad-request", error_type="modify", text="expected a pubsub subscribe"))
+            return
+        if not (node.startswith(f"v2.users.{conn.user.id}.") or node.startswith("v2.system.")):
+            conn.send(iq_error(el, "forbidden", text=f"{node} is not a topic of this user"))
+            return
+        if request is not None and request.tag == q("pubsub", "subscribe"):
+            conn.topics.add(node)
+        else:
+            conn.topics.discard(node)
+        conn.send(iq_result(el))
 
     def _fan_out(self, user: EmulatedUser, el: Element) -> None:
         if el.get("to") is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
@@ -31,6 +31,7 @@ from .messages import jingle_iq, parse_reason, reason_element
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._core import Core
+    from ..media.live import CallMedia
     from ..media.sinks import AudioSink, SinkPump
     from ..media.sources import AudioSource
 
@@ -92,6 +93,7 @@ class JingleSession:
         self.source: Optional["AudioSource"] = None
         self.sink: Optional["AudioSink"] = None
         self.pump: Optional["SinkPump"] = None
+        self.media: Optional["CallMedia"] = None  # live source/sink swaps, mute, levels, recording
         self.local_sdp: Optional[str] = None
         self.remote_sdp: Optional[str] = None
         self.created_at = time.monotonic()
@@ -99,16 +101,29 @@ class JingleSession:
         self.ended_at: Optional[float] = None
         self.active_sent = False
         self.local_ufrag: Optional[str] = None
+        self.dtmf_track: Any = None
+        self.te_sender: Any = None  # RFC 4733 sender, when telephone-event was negotiated
+        #: "jingle", or "rpc" when the server negotiates with JSON-RPC SDP-over-XMPP (PROTOCOL.md §5).
+        self.mode = "jingle"
         self._lock = asyncio.Lock()
         self._owns_source = True
         self._owns_sink = True
         self.public = Session(core.sdk, self)
+        from .._session_quality import SessionQuality
+
+        self.quality = SessionQuality(self)  # our jitter buffer, get_stats(), the stats event
 
     # -- helpers -------------------------------------------------------------------------
 
     @property
     def ended(self) -> bool:
         return self.state == SessionState.ENDED
+
+    def _send_rpc(self, method: str, params: dict) -> None:
+        from .rpc import rpc_iq
+
+        iq = rpc_iq(self.peer, method, {"sessionId": self.sid, **params})
+        self.core.send_iq_nowait(iq, on_error=lambda exc: self._on_iq_error(method, exc))
 
     def _send_jingle(self, action: str, *children: Element) -> None:
         iq = jingle_iq(self.peer, action, self.sid, *children)
@@ -185,6 +200,91 @@ class JingleSession:
             self._set_state(SessionState.PENDING)
             return True
 
+    # -- SDP over XMPP (PROTOCOL.md §5) ---------------------------------------------------------
+
+    async def on_rpc_offer(self, offer: str, take_early: "Callable[[], list[str]]" = list) -> bool:
+        """Apply a JSON-RPC ``offer``; returns ``True`` when the session can go on (no IQ reply in this mode).
+
+        ``take_early()`` hands over the candidate fragments that arrived before the offer was applied; they
+        are added in arrival order under this session's lock, so an ``end-of-candidates`` can never overtake
+        a candidate (aiortc ignores candidates after it, and ICE would fail).
+        """
+        async with self._lock:
+            self.mode = "rpc"
+            self.remote_sdp = offer
+            self.pc = RTCPeerConnection(self._configuration())
+            self._wire_pc(self.pc)
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            except Exception as exc:  # an offer aiortc cannot use
+                self.core.report_error(MediaError(f"the offer of session {self.sid} was refused: {exc}"),
+                                       {"session_id": self.sid})
+                await self.pc.close()
+                return False
+            while True:
+                batch = take_early()
+                if not batch:
+                    break
+                for fragment in batch:
+                    await self._add_rpc_candidate(fragment)
+            # No await between the last empty batch and this: later candidates go straight to the session.
+            self._set_state(SessionState.PENDING)
+            return True
+
+    async def on_rpc_renegotiate(self, offer: str) -> None:
+        """Same ICE credentials: a renegotiation of this session; answer it again (§5)."""
+        async with self._lock:
+            if self.pc is None or self.ended:
+                return
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
+            except Exception as exc:
+                self.core.report_error(MediaError(f"renegotiation of {self.sid} failed: {exc}"),
+                                       {"session_id": self.sid})
+                return
+            self.remote_sdp = offer
+            local = _only_sha256(self.pc.localDescription.sdp)
+            self.local_sdp = local
+            stripped, _ = sdpmod.split_candidates(local)
+            self._send_rpc("answer", {"sdp": stripped})
+
+    def _send_rpc_answer(self, stripped: str, candidates: "list[tuple[str, str]]") -> None:
+        self._send_rpc("answer", {"sdp": stripped})
+        for mid, candidate in candidates:
+            # The SDP fragment form SC uses, with the trailing CRLF it gained in 19.0.1 (§5, §8 #24).
+            self._send_rpc("iceCandidate", {"sdp": f"m={mid} 9 RTP/AVP 0\r\na={candidate}\r\n"})
+        self._send_rpc("iceCandidate", {"sdp": "a=end-of-candidates\r\n"})
+
+    async def on_rpc_candidate(self, fragment: str) -> None:
+        """A JSON-RPC ``iceCandidate``: ``m={mid} …`` + ``a=candidate:…``, or ``a=end-of-candidates``."""
+        async with self._lock:
+            await self._add_rpc_candidate(fragment)
+
+    async def _add_rpc_candidate(self, fragment: str) -> None:
+        from .rpc import parse_candidate_fragment
+
+        if self.pc is None or self.ended:
+            return
+        try:
+            mid, candidate = parse_candidate_fragment(fragment)
+        except ValueError as exc:
+            log.warning("session %s: %s", self.sid, exc)
+            return
+        try:
+            if candidate is None:
+                await self.pc.addIceCandidate(None)
+                return
+            ice = candidate_from_sdp(candidate[len("candidate:"):])
+            if mid is None:
+                ice.sdpMLineIndex = 0  # no m= line in the fragment: the (bundled) first section
+            else:
+                ice.sdpMid = mid
+            await self.pc.addIceCandidate(ice)
+        except Exception as exc:  # one bad candidate must not hurt the call
+            log.warning("session %s: remote candidate %r refused: %s", self.sid, candidate, exc)
+
     async def on_transport_info(self, jingle: Element) -> None:
         async with self._lock:
             if self.pc is None or self.ended:
@@ -226,17 +326,35 @@ class JingleSession:
             self._owns_source, self._owns_sink = owns_source, owns_sink
             pc = self.pc
             try:
+                from ..media.live import CallMedia
+
+                self.media = CallMedia(lambda name, *args: self.public._emit(name, self.public, *args))
+                self.media.set_sink(sink)
+                # One stable sending track whose inner source can be swapped live (no renegotiation).
+                send_track = self.media.start(source)
                 if source is not None:
+                    from ..media.dtmf import DtmfOverlayTrack
+
+                    # In-band DTMF rides on top of whatever is sent (aiortc has no RFC 4733 sender).
+                    self.dtmf_track = DtmfOverlayTrack(send_track)
                     # addTrack (not replaceTrack) makes the transceiver sendrecv (PROTOCOL.md §10.8).
-                    pc.addTrack(source.create_track())
+                    pc.addTrack(self.dtmf_track)
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
             except Exception as exc:
                 await self.finish("failed-application", text=str(exc), send=True)
                 raise MediaError(f"cannot answer session {self.sid}: {exc}") from exc
-            local = _only_sha256(pc.localDescription.sdp)
+            local = self.quality.munge_answer(_only_sha256(pc.localDescription.sdp))
+            local = self._setup_rfc4733(local)
             self.local_sdp = local
             stripped, candidates = sdpmod.split_candidates(local)
+            if self.mode == "rpc":
+                self._send_rpc_answer(stripped, candidates)
+                self._set_state(SessionState.ACTIVE)
+                self.public._emit("endOfCandidates", self.public)
+                if self.remote_track is not None and sink is not None:
+                    self._start_pump()
+                return
             contents = sdpmod.sdp_to_jingle(stripped, "responder", include_candidates=False)
             self._send_jingle("session-accept", *contents)
             self._set_state(SessionState.ACTIVE)
@@ -256,18 +374,38 @@ class JingleSession:
             if self.remote_track is not None and sink is not None:
                 self._start_pump()
 
+    def _setup_rfc4733(self, answer: str) -> str:
+        """Accept the offer's telephone-event in our answer and hook RFC 4733 send/receive (see media.rfc4733)."""
+        from ..media.rfc4733 import TelephoneEventSender, answer_telephone_event, attach_receiver, telephone_event_of
+
+        answer = answer_telephone_event(answer, self.remote_sdp or "")
+        negotiated = telephone_event_of(answer)
+        if negotiated is None or self.pc is None:
+            return answer
+        sender = next((t.sender for t in self.pc.getTransceivers() if t.kind == "audio"), None)
+        if sender is not None and sender.track is not None:
+            te = TelephoneEventSender(sender, *negotiated)
+            if te.install():
+                self.te_sender = te
+        attach_receiver(self.pc, negotiated[0], lambda digit: self.public._emit("dtmf", self.public, digit))
+        return answer
+
     def _start_pump(self) -> None:
         from ..media.sinks import SinkPump
 
         if self.pump is None and self.sink is not None and self.remote_track is not None:
-            self.pump = SinkPump(self.remote_track, self.sink)
+            from ..media.dtmf import DtmfDetectorSink
+
+            target = self.media.router if self.media is not None else self.sink
+            detector = DtmfDetectorSink(lambda digit: self.public._emit("dtmf", self.public, digit), target)
+            self.pump = SinkPump(self.remote_track, detector)
             self.pump.start()
 
     def _wire_pc(self, pc: RTCPeerConnection) -> None:
         @pc.on("track")
         def on_track(track: Any) -> None:
             if track.kind == "audio" and self.remote_track is None:
-                self.remote_track = track
+                self.remote_track = self.quality.wrap_track(pc, track)
                 if self.state == SessionState.ACTIVE:
                     self._start_pump()
 
@@ -282,10 +420,14 @@ class JingleSession:
                 if self.connected_at is None:
                     self.connected_at = time.monotonic()
                 self._set_connection_state(ConnectionState.CONNECTED)
+                self.quality.start()
                 if not self.active_sent:
                     # aiortc's "completed" is the browsers' "connected": the server's cue (§4.6, §9).
                     self.active_sent = True
-                    self._send_jingle("session-info", element(q("rtp_info", "active")))
+                    if self.mode == "rpc":
+                        self._send_rpc("info", {"status": "active"})
+                    else:
+                        self._send_jingle("session-info", element(q("rtp_info", "active")))
             elif state == "failed":
                 self._set_connection_state(ConnectionState.FAILED)
                 self.core.loop.create_task(self.finish("failed-transport", send=True))
@@ -306,7 +448,10 @@ class JingleSession:
             self.public._emit("change:active", self.public, False)
         if send:
             try:
-                self._send_jingle("session-terminate", reason_element(reason, text))
+                if self.mode == "rpc":
+                    self._send_rpc("terminate", {"reason": reason})
+                else:
+                    self._send_jingle("session-terminate", reason_element(reason, text))
             except Exception as exc:  # the stream may be down; the call ends locally anyway
                 log.info("session %s: could not send session-terminate: %s", self.sid, exc)
         await self.close_media()
@@ -318,6 +463,7 @@ class JingleSession:
 
     async def close_media(self) -> None:
         """Stop the pump, close the peer connection, release source and sink (sink/source closed off-loop)."""
+        await self.quality.stop()
         if self.pump is not None:
             try:
                 await self.pump.stop()
@@ -329,6 +475,12 @@ class JingleSession:
             except Exception:
                 log.debug("pc close failed", exc_info=True)
         closers = []
+        if self.media is not None:
+            recorder = await self.media.close()
+            if recorder is not None:
+                closers.append(recorder.close)
+            closers.extend(s.close for s in self.media.retired_sources)
+            closers.extend(s.close for s in self.media.retired_sinks)
         if self.source is not None and self._owns_source:
             closers.append(self.source.close)
         if self.sink is not None and self._owns_sink:

@@ -18,6 +18,8 @@ from .analysis import (
     rms_dbfs,
     to_int16,
 )
+from .jitter import JitterBufferConfig, JitterBufferStats
+from .live import AudioLevels, CallRecorder, Recording
 from .sinks import (
     AudioSink,
     BufferSink,
@@ -44,6 +46,9 @@ from .sources import (
 
 __all__ = [
     "AudioDevice",
+    "AudioLevels",
+    "CallRecorder",
+    "Recording",
     "AudioDeviceError",
     "AudioSink",
     "AudioSource",
@@ -52,6 +57,8 @@ __all__ = [
     "CallbackSource",
     "FRAME_SAMPLES",
     "FrameConverter",
+    "JitterBufferConfig",
+    "JitterBufferStats",
     "MicrophoneSource",
     "MultiSink",
     "NullSink",
