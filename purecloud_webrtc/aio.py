@@ -134,7 +134,7 @@ class _AsyncEmitter:
 
             async with sdk.events("pendingSession", "sessionEnded") as events:
                 async for event in events:
-                    print(event.name, event.args)
+                    handle(event.name, event.args)
 
         Collection starts when :meth:`events` is called, so nothing emitted after that is missed.
         """

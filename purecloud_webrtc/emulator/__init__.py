@@ -5,11 +5,14 @@ service (XMPP over WebSocket, RFC 7395, at ``/stream/channels/{channelId}``)
 and, per call, the XMPP↔SIP gateway with a real aiortc far end that plays a
 tone and records what it hears.  For tests, demos and offline development::
 
+    from purecloud_webrtc import PureCloudWebrtcSdk
     from purecloud_webrtc.emulator import Emulator
 
-    with Emulator() as emu:
-        print(emu.api_base_url, emu.access_token, emu.user.jid)
-        call = emu.inbound_call()
+    with Emulator() as emu, PureCloudWebrtcSdk(
+            emu.access_token, api_base_url=emu.api_base_url, streaming_base_url=emu.streaming_base_url,
+            ice_host_addresses=["127.0.0.1"]) as sdk:
+        sdk.initialize()
+        call = emu.inbound_call(auto_answer=True)  # the SDK answers it by itself
         call.wait_state("connected", timeout=20)
         call.wait_for_audio()
         call.hangup()

@@ -893,23 +893,11 @@ class EmulatedCall:
                 return
             try:
                 answer = sdp_mod.jingle_to_sdp(jingle, "responder")
-                answer, dropped = filter_sdp_candidates(answer)
-                self.dropped_candidates.extend(dropped)
-                assert self._pc is not None
-                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             except Exception as exc:  # a bad answer is the client's error, reported on the wire
                 self._log.warning("call %s: session-accept rejected: %s", self.conversation_id, exc)
                 conn.send(iq_error(iq, "bad-request", error_type="modify", text=f"cannot apply answer: {exc}"))
                 return
-            self.remote_sdp = answer
-            self._accepted = True
-            self._setup_rfc4733(answer)
-            conn.send(iq_result(iq))
-            self._set_state("accepted")
-            buffered, self._buffered = self._buffered, []
-            for mid, cand in buffered:
-                await self._add_candidate(mid, cand)
-            await self._check_connected()
+            await self._apply_answer(conn, iq, answer)
         elif action == "transport-info":
             try:
                 entries = sdp_mod.parse_transport_info(jingle)
@@ -975,29 +963,35 @@ class EmulatedCall:
         # §5: the client sends no result for these.
         self._gateway.send_iq(self, payload, expect_result=False)
 
+    async def _apply_answer(self, conn: XmppConnection, iq: Element, answer: str) -> None:
+        """The client's answer (Jingle session-accept or JSON-RPC answer): apply, acknowledge, then the
+        candidates that came before it (loop thread)."""
+        try:
+            answer, dropped = filter_sdp_candidates(answer)
+            self.dropped_candidates.extend(dropped)
+            assert self._pc is not None
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        except Exception as exc:  # a bad answer is the client's error, reported on the wire
+            self._log.warning("call %s: answer rejected: %s", self.conversation_id, exc)
+            conn.send(iq_error(iq, "bad-request", error_type="modify", text=f"cannot apply answer: {exc}"))
+            return
+        self.remote_sdp = answer
+        self._accepted = True
+        self._setup_rfc4733(answer)
+        conn.send(iq_result(iq))
+        self._set_state("accepted")
+        buffered, self._buffered = self._buffered, []
+        for mid, cand in buffered:
+            await self._add_candidate(mid, cand)
+        await self._check_connected()
+
     async def _on_rpc(self, conn: XmppConnection, iq: Element, method: str, params: dict[str, Any]) -> None:
         self.rpc_log.append(method)
         if self._state in _FINAL:
             conn.send(iq_error(iq, "item-not-found", text="session ended"))
             return
         if method == "answer":
-            try:
-                answer, dropped = filter_sdp_candidates(str(params["sdp"]))
-                self.dropped_candidates.extend(dropped)
-                assert self._pc is not None
-                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            except Exception as exc:
-                conn.send(iq_error(iq, "bad-request", error_type="modify", text=f"cannot apply answer: {exc}"))
-                return
-            self.remote_sdp = answer
-            self._accepted = True
-            self._setup_rfc4733(answer)
-            conn.send(iq_result(iq))
-            self._set_state("accepted")
-            buffered, self._buffered = self._buffered, []
-            for mid, cand in buffered:
-                await self._add_candidate(mid, cand)
-            await self._check_connected()
+            await self._apply_answer(conn, iq, str(params.get("sdp") or ""))
         elif method == "iceCandidate":
             conn.send(iq_result(iq))
             mid, cand = "", None
