@@ -9,6 +9,7 @@ frames), hangs up over HTTP and stops the server with SIGTERM, which must close 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,9 +48,10 @@ class ServerProcess:
 
     def wait_for_line(self, prefix: str, timeout: float = 60) -> str:
         def find() -> Optional[str]:
-            if self.proc.poll() is not None and not any(line.startswith(prefix) for line in self.lines):
+            # "in", not startswith: another thread's output may begin the same line.
+            if self.proc.poll() is not None and not any(prefix in line for line in self.lines):
                 raise AssertionError(f"the sample exited ({self.proc.returncode}):\n{self.output}")
-            return next((line.strip() for line in self.lines if line.startswith(prefix)), None)
+            return next((line.strip() for line in self.lines if prefix in line), None)
         return wait_until(find, timeout, f"{prefix!r} from the sample")
 
     def stop(self, timeout: float = 30) -> int:
@@ -65,6 +67,14 @@ class ServerProcess:
         assert self.proc.stdout is not None
         self.proc.stdout.close()
         return rc
+
+
+def listening_url(line: str) -> str:
+    """The URL in the sample's "listening on" line (other threads' output may share the line: the test merges
+    stderr into stdout, and the SDK logs events from its own thread)."""
+    match = re.search(r"http://127\.0\.0\.1:\d+", line)
+    assert match, line
+    return match.group(0)
 
 
 def emulator_env(emulator: Any) -> Dict[str, str]:
@@ -103,7 +113,7 @@ def drive_one_call(base: str, emulator: Any) -> str:
 def test_flask_sample(emulator):
     server = ServerProcess(["samples/flask_app/app.py"], emulator_env(emulator))
     try:
-        base = server.wait_for_line("listening on ").split()[-1]
+        base = listening_url(server.wait_for_line("listening on "))
         conversation_id = drive_one_call(base, emulator)
     finally:
         rc = server.stop()
@@ -121,7 +131,7 @@ def test_flask_sample(emulator):
 def test_django_sample(emulator):
     server = ServerProcess(["manage.py", "serve"], emulator_env(emulator), cwd=ROOT / "samples" / "django_app")
     try:
-        base = server.wait_for_line("listening on ").split()[-1]
+        base = listening_url(server.wait_for_line("listening on "))
         conversation_id = drive_one_call(base, emulator)
     finally:
         rc = server.stop()
@@ -139,7 +149,7 @@ def test_django_sample(emulator):
 def test_aiohttp_sample_on_the_asyncio_twin(emulator):
     server = ServerProcess(["samples/aiohttp_app.py"], emulator_env(emulator))
     try:
-        base = server.wait_for_line("listening on ").split()[-1]
+        base = listening_url(server.wait_for_line("listening on "))
         conversation_id = drive_one_call(base, emulator)
     finally:
         rc = server.stop()

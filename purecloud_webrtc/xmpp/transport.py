@@ -97,7 +97,9 @@ class WebSocketTransport:
                 subprotocols=["xmpp"],
                 timeout=self._connect_timeout,
                 enable_multithread=True,
-                skip_utf8_validation=False,
+                # Our own bytes.decode() rejects invalid UTF-8 at C speed; websocket-client checks it in pure
+                # Python, which holds the GIL for seconds on a hostile 1 MiB frame and starves the audio.
+                skip_utf8_validation=True,
                 sslopt=self._sslopt,
             )
         except ssl.SSLError as exc:
