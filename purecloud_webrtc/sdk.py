@@ -381,7 +381,7 @@ class PureCloudWebrtcSdk(Emitter):
     @property
     def sessions(self) -> List[Session]:
         """Live sessions (a snapshot)."""
-        return [s.public for s in list(self._core.sessions.values())]
+        return [s.public for s in list(self._core.sessions.values()) if not s.ended]
 
     @property
     def pending_sessions(self) -> List[PendingSession]:

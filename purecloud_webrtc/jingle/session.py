@@ -444,6 +444,8 @@ class JingleSession:
         was_active = self.state == SessionState.ACTIVE
         self.state = SessionState.ENDED
         self.ended_at = time.monotonic()
+        # Out of the live list at once: callers that saw it end (end_session) must not still find it.
+        self.core.forget_session(self)
         if was_active:
             self.public._emit("change:active", self.public, False)
         if send:
@@ -457,7 +459,6 @@ class JingleSession:
         await self.close_media()
         if self.connection_state not in (ConnectionState.DISCONNECTED, ConnectionState.NEW, ConnectionState.FAILED):
             self._set_connection_state(ConnectionState.DISCONNECTED)
-        self.core.forget_session(self)
         self.public._emit("terminated", self.public, reason)
         self.core.sdk._emit("sessionEnded", self.public, reason)
 
