@@ -33,7 +33,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from .errors import ClosedError, ConfigurationError, OperationTimeoutError, UsageError
-from .events import SDK_EVENTS, SESSION_EVENTS, Event, PendingSession, canonical_event_name
+from .events import SDK_EVENTS, SESSION_EVENTS, Event, PendingSession, canonical_event_name, connect_or_decorate
 from .sdk import PureCloudWebrtcSdk
 from .session import Session
 
@@ -82,24 +82,12 @@ class _AsyncEmitter:
         :raises ValueError: for an unknown event name.
         """
         canonical = self._canonical(name)
-        if fn is None:
-            def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-                self._connect(canonical, func, once=False)
-                return func
-            return decorator
-        self._connect(canonical, fn, once=False)
-        return fn
+        return connect_or_decorate(lambda func: self._connect(canonical, func, once=False), fn)
 
     def once(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
         """Like :meth:`on`, but the callback is removed after its first call."""
         canonical = self._canonical(name)
-        if fn is None:
-            def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-                self._connect(canonical, func, once=True)
-                return func
-            return decorator
-        self._connect(canonical, fn, once=True)
-        return fn
+        return connect_or_decorate(lambda func: self._connect(canonical, func, once=True), fn)
 
     def off(self, name: str, fn: Optional[Callable[..., Any]] = None) -> None:
         """Remove ``fn`` from event ``name`` (every callback of that event when ``fn`` is None)."""

@@ -302,6 +302,17 @@ class Dispatcher:
             self._thread.join(timeout)
 
 
+def connect_or_decorate(connect: Callable[[Callable[..., Any]], None], fn: Optional[Callable[..., Any]]) -> Any:
+    """``connect(fn)`` and return ``fn``; with ``fn`` None, a decorator that does so (``@sdk.on(name)``)."""
+    if fn is None:
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            connect(func)
+            return func
+        return decorator
+    connect(fn)
+    return fn
+
+
 class _Receiver:
     """Adapts a seed-style callback ``fn(*args)`` to blinker's ``fn(sender, **kwargs)``."""
 
@@ -345,24 +356,12 @@ class Emitter:
         :raises ValueError: for an unknown event name.
         """
         canonical = canonical_event_name(name, list(self._event_table))
-        if fn is None:
-            def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-                self._connect(canonical, func, once=False)
-                return func
-            return decorator
-        self._connect(canonical, fn, once=False)
-        return fn
+        return connect_or_decorate(lambda func: self._connect(canonical, func, once=False), fn)
 
     def once(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
         """Like :meth:`on`, but the callback is removed after its first call."""
         canonical = canonical_event_name(name, list(self._event_table))
-        if fn is None:
-            def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-                self._connect(canonical, func, once=True)
-                return func
-            return decorator
-        self._connect(canonical, fn, once=True)
-        return fn
+        return connect_or_decorate(lambda func: self._connect(canonical, func, once=True), fn)
 
     def off(self, name: str, fn: Optional[Callable[..., Any]] = None) -> None:
         """Remove ``fn`` from event ``name`` (all callbacks of that event when ``fn`` is None)."""

@@ -109,9 +109,8 @@ def drive_one_call(base: str, emulator: Any) -> str:
     return conversation_id
 
 
-@pytest.mark.timeout(120)
-def test_flask_sample(emulator):
-    server = ServerProcess(["samples/flask_app/app.py"], emulator_env(emulator))
+def check_framework_sample(server: "ServerProcess", emulator: Any, started_marker: str) -> None:
+    """Drive one call through a web sample, then check its SDK events reached the framework, in order."""
     try:
         base = listening_url(server.wait_for_line("listening on "))
         conversation_id = drive_one_call(base, emulator)
@@ -119,30 +118,25 @@ def test_flask_sample(emulator):
         rc = server.stop()
     out = server.output
     assert rc == 0, out
-    # SDK events reached Flask's logger through the app's blinker signal, in order.
-    started = out.index("sdk event sessionStarted")
+    started = out.index(started_marker)
     assert out.index("sdk event ready") < out.index("sdk event pendingSession") < started
     assert started < out.index("sdk event change:connectionState") < out.index("sdk event sessionEnded")
     assert conversation_id in out
     assert out.rstrip().endswith("sdk closed"), out
+
+
+@pytest.mark.timeout(120)
+def test_flask_sample(emulator):
+    # SDK events reach Flask's logger through the app's blinker signal.
+    server = ServerProcess(["samples/flask_app/app.py"], emulator_env(emulator))
+    check_framework_sample(server, emulator, "sdk event sessionStarted")
 
 
 @pytest.mark.timeout(120)
 def test_django_sample(emulator):
+    # SDK events reach Django's logging through the app's Django signal.
     server = ServerProcess(["manage.py", "serve"], emulator_env(emulator), cwd=ROOT / "samples" / "django_app")
-    try:
-        base = listening_url(server.wait_for_line("listening on "))
-        conversation_id = drive_one_call(base, emulator)
-    finally:
-        rc = server.stop()
-    out = server.output
-    assert rc == 0, out
-    # SDK events reached Django's logging through the app's Django signal, in order.
-    started = out.index("softphone: sdk event sessionStarted")
-    assert out.index("sdk event ready") < out.index("sdk event pendingSession") < started
-    assert started < out.index("sdk event change:connectionState") < out.index("sdk event sessionEnded")
-    assert conversation_id in out
-    assert out.rstrip().endswith("sdk closed"), out
+    check_framework_sample(server, emulator, "softphone: sdk event sessionStarted")
 
 
 @pytest.mark.timeout(120)
