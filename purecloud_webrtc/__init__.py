@@ -26,6 +26,7 @@ from .errors import (
 )
 from .events import ConversationUpdate, Event, EventQueue, PendingSession, signals
 from .quality import CallStats, QualityThresholds, QualityWarning, estimated_mos
+from ._trust import Limits
 from .sdk import PureCloudWebrtcSdk, SdkOptions
 from .session import Session
 
@@ -35,6 +36,7 @@ __all__ = [
     "__version__",
     "PureCloudWebrtcSdk",
     "SdkOptions",
+    "Limits",
     "Session",
     "PendingSession",
     "ConversationUpdate",

@@ -139,7 +139,7 @@ def set_audio_mute(sdk: "PureCloudWebrtcSdk", session: "JingleSession", muted: b
 
 
 def start_recording(sdk: "PureCloudWebrtcSdk", session: "JingleSession", path: Union[str, "os.PathLike[str]"], *,
-                    timeout: Optional[float]) -> None:
+                    timeout: Optional[float], mode: int = 0o600) -> None:
     """Open ``path`` here and start feeding it on the core loop."""
     sdk._check_open("start_recording")
     _wait_answered(session, "start_recording", timeout)
@@ -150,7 +150,7 @@ def start_recording(sdk: "PureCloudWebrtcSdk", session: "JingleSession", path: U
         if media.recorder is not None:
             raise UsageError(f"session {session.sid} is already recording to {media.recorder.path}")
         # The file's clock starts now, on the loop whose monotonic clock stamps the blocks.
-        recorder = CallRecorder(path)
+        recorder = CallRecorder(path, mode=mode)
         recorder_holder.append(recorder)
         media.recorder = recorder
         media.last_recorder = recorder

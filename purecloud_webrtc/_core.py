@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional
 
 from . import _ice
 from . import _xml as X
+from ._trust import CandidateFilter, TrustedPeers, classify_peer
 from ._xml import NS, Element, element, q
 from .errors import (
     AuthenticationError,
@@ -76,11 +77,8 @@ class _Pending:
     aliases: List[str] = field(default_factory=list)
 
 
-#: SDP-over-XMPP bookkeeping limits (PROTOCOL.md §5: early candidates ≤60 s for ≤10 sessions; reinvites
-#: are repeated by the gateway until answered, duplicates within 3 min are ignored).
-EARLY_CANDIDATE_TTL = 60.0
-EARLY_CANDIDATE_SESSIONS = 10
-DUPLICATE_OFFER_TTL = 180.0
+#: Seconds a session id is remembered as negotiating with JSON-RPC once it has no pending entry or session.
+SDP_MODE_TTL = 600.0
 
 
 class Core:
@@ -109,6 +107,9 @@ class Core:
         self._reconnect_task: Optional[asyncio.Task[None]] = None
         self._reconnect_now = False
         self.reconnects = 0
+        self.trusted = TrustedPeers(self.options.trusted_peers)
+        self.limits = self.options.limits
+        #: Session ids negotiating with JSON-RPC (PROTOCOL.md §5), with when they were last seen; bounded.
         self.sdp_mode_sids: Dict[str, float] = {}
         self._early_candidates: "Dict[str, List[tuple[float, str]]]" = {}
         self._seen_offers: Dict[str, float] = {}
@@ -429,23 +430,46 @@ class Core:
             self._on_pubsub(el)
             return
         own = self.full_jid
-        if jmi.from_jid and jmi.from_jid == own:
+        frm = jmi.from_jid
+        if frm and frm == own:
             return  # our own bare-JID fan-out echo (PROTOCOL.md §3.3)
         if jmi.action == "propose":
             self._on_propose(jmi)
-        elif jmi.action == "retract":
-            entry = self._find_pending(jmi.id)
-            if entry is not None:
-                self._drop_pending(entry)
-                self.trace("info", f"pending session {entry.info.id} retracted", {"id": entry.info.id})
-                self.sdk._emit("cancelPendingSession", entry.info.id)
-        elif jmi.action in ("accept", "reject"):
-            entry = self._find_pending(jmi.id)
-            if entry is not None and jmi.id not in self.sessions:
-                self._drop_pending(entry)
-                self.trace("info", f"pending session {entry.info.id} {jmi.action}ed by another client",
-                           {"id": entry.info.id, "from": jmi.from_jid})
-                self.sdk._emit("handledPendingSession", entry.info.id)
+            return
+        entry = self._find_pending(jmi.id)
+        if entry is None:
+            return
+        if jmi.action == "retract":
+            # Only the proposer can withdraw its proposal: anybody else could stop a call ringing.
+            if frm != entry.info.from_jid:
+                self._refused(f"ignored a retract of {jmi.id} from {frm!r}, not its proposer", frm, jmi.id)
+                return
+            self._drop_pending(entry)
+            self.trace("info", f"pending session {entry.info.id} retracted", {"id": entry.info.id})
+            self.sdk._emit("cancelPendingSession", entry.info.id)
+        elif jmi.action in ("accept", "reject") and jmi.id not in self.sessions:
+            # Another device of this user took or declined the call (its bare-JID fan-out); a reject may
+            # also come from the proposer itself (PROTOCOL.md §3.3, §3.4).  Nobody else may stop it ringing.
+            if not (self._from_own_account(frm) or (jmi.action == "reject" and frm == entry.info.from_jid)):
+                self._refused(f"ignored an {jmi.action} of {jmi.id} from {frm!r}, not one of this user's clients",
+                              frm, jmi.id)
+                return
+            self._drop_pending(entry)
+            self.trace("info", f"pending session {entry.info.id} {jmi.action}ed by another client",
+                       {"id": entry.info.id, "from": frm})
+            self.sdk._emit("handledPendingSession", entry.info.id)
+
+    def _from_own_account(self, jid: str) -> bool:
+        if not jid or self.jid is None:
+            return False
+        try:
+            return Jid.parse(jid).bare == self.jid
+        except ValueError:
+            return False
+
+    def _refused(self, message: str, frm: str, sid: str) -> None:
+        """A stanza from someone not allowed to send it: changes nothing, leaves a ``trace`` event."""
+        self.trace("warning", message, {"from": frm, "id": sid, "refused": True})
 
     def _on_pubsub(self, el: Element) -> None:
         event = el.find(q("pubsub_event", "event"))
@@ -480,13 +504,32 @@ class Core:
 
     def _on_propose(self, jmi: Any) -> None:
         from_jid = jmi.from_jid
+        own_domain = self.jid.domain if self.jid is not None else None
+        if not self.trusted.allows(from_jid, own_domain):
+            # Only the service's gateway rings this softphone: a colleague (or a screen-share, monitor or
+            # conference JID) is never offered as a call, never proceeded, never auto-answered.
+            kind = classify_peer(from_jid)
+            self._refused(f"ignored a proposal {jmi.id} from {from_jid!r} ({kind}): not a trusted softphone peer",
+                          from_jid, jmi.id)
+            return
         existing = self._find_pending(jmi.id)
         if existing is not None:
             # Same id again (PROTOCOL.md §3.1): answer it again if we already did, stay silent.
-            if existing.proceeded:
+            if existing.proceeded and from_jid == existing.info.from_jid:
                 self.send(build_jmi("proceed", jmi.id, existing.info.from_jid))
             return
         if jmi.id in self.sessions:
+            return
+        pending_count = len({id(e) for e in self.pending.values()})
+        if pending_count >= self.limits.max_pending_sessions:
+            self.report_error(SignalingError(
+                f"proposal {jmi.id} ignored: {pending_count} sessions are already pending "
+                f"(Limits.max_pending_sessions)"), {"id": jmi.id, "from": from_jid})
+            return
+        if self._live_sessions() >= self.limits.max_sessions:
+            self.report_error(SignalingError(
+                f"proposal {jmi.id} ignored: {self._live_sessions()} calls are live (Limits.max_sessions)"),
+                {"id": jmi.id, "from": from_jid})
             return
         try:
             address = Jid.parse(from_jid).local if from_jid else ""
@@ -494,7 +537,7 @@ class Core:
             address = from_jid
         if jmi.sdp_over_xmpp:
             # Remembered per sid, so a later propose cannot overwrite it (PROTOCOL.md §8 #22).
-            self.sdp_mode_sids[jmi.id] = time.monotonic()
+            self._remember_sdp_mode(jmi.id)
         info = PendingSession(
             id=jmi.id,
             address=address,
@@ -597,29 +640,53 @@ class Core:
             self.send(error_reply(el, "bad-request", "modify", text="jingle without action or sid"))
             return True
         session = self.sessions.get(sid)
-        if action == "session-initiate" and sid in self.sdp_mode_sids:
-            # This call negotiates with JSON-RPC: the Jingle twin is ignored (SC 19.2.2, §4.1).
-            self.send(result_reply(el))
-            self.trace("debug", f"ignored Jingle session-initiate for SDP-over-XMPP session {sid}")
-            return True
+        frm = el.get("from") or ""
         if action == "session-initiate":
+            entry = self._find_pending(sid)
+            if session is not None and not session.ended:
+                expected = session.peer
+            elif entry is not None and entry.proceeded:
+                expected = entry.info.from_jid
+            else:
+                expected = None
+            if expected is None or frm != expected:
+                # Only the full JID we proceeded to may start the session we proceeded: a session-initiate
+                # from anybody else, or without our proceed, would otherwise be answered with the microphone.
+                self.send(unknown_session_error(el))
+                self._refused(f"refused a session-initiate for {sid} from {frm!r}: "
+                              + ("no proceed was sent for it" if expected is None else "not the proceeded peer"),
+                              frm, sid)
+                return True
+            if sid in self.sdp_mode_sids:
+                # This call negotiates with JSON-RPC: the Jingle twin is ignored (SC 19.2.2, §4.1).
+                self.send(result_reply(el))
+                self.trace("debug", f"ignored Jingle session-initiate for SDP-over-XMPP session {sid}")
+                return True
             if session is not None:
                 self.send(error_reply(el, "unexpected-request", "wait",
                                       app=element(q("jingle_errors", "out-of-order"))))
                 return True
-            entry = self._find_pending(sid)
-            if entry is not None:
-                self._drop_pending(entry)
-            peer = el.get("from") or ""
-            session = JingleSession(self, sid, peer, entry.info.conversation_id if entry else None)
+            if self._live_sessions() >= self.limits.max_sessions:
+                self.send(error_reply(el, "resource-constraint", "wait", text="too many live calls"))
+                self.report_error(SignalingError(
+                    f"session {sid} refused: {self._live_sessions()} calls are live (Limits.max_sessions)"),
+                    {"session_id": sid})
+                return True
+            assert entry is not None
+            self._drop_pending(entry)
+            session = JingleSession(self, sid, frm, entry.info.conversation_id)
             self.sessions[sid] = session
             self.loop.create_task(self._initiate(session, el, jingle, entry))
             return True
-        if session is None or (el.get("from") or "") != session.peer or session.ended:
-            if action == "session-terminate":
+        if session is None or frm != session.peer or session.ended:
+            if action == "session-terminate" and (session is None or session.ended):
                 self.send(result_reply(el))  # stanza 12: terminate for an unknown sid is acknowledged
             else:
+                # A live session's stanzas come from its peer only: anybody else could end or steer it.
                 self.send(unknown_session_error(el))
+                if session is not None:
+                    self._refused(f"refused Jingle {action} for {sid} from {frm!r}, not the session's peer",
+                                  frm, sid)
             return True
         if action == "transport-info":
             self.send(result_reply(el))
@@ -656,22 +723,62 @@ class Core:
 
     # -- SDP over XMPP (PROTOCOL.md §5) ----------------------------------------------------------
 
+    def _rpc_peer(self, sid: str) -> Optional[str]:
+        """The only JID that may send JSON-RPC about ``sid``: its session's peer, or the peer we proceeded to."""
+        session = self.sessions.get(sid)
+        if session is not None and not session.ended:
+            return session.peer
+        entry = self._find_pending(sid)
+        if entry is not None and entry.proceeded:
+            return entry.info.from_jid
+        return None
+
+    def _remember_sdp_mode(self, sid: str) -> None:
+        now = time.monotonic()
+        self.sdp_mode_sids[sid] = now
+        if len(self.sdp_mode_sids) <= self.limits.max_sdp_mode_sessions:
+            return
+        live = set(self.sessions) | set(self.pending)
+        for old in sorted(self.sdp_mode_sids, key=self.sdp_mode_sids.__getitem__):
+            if len(self.sdp_mode_sids) <= self.limits.max_sdp_mode_sessions:
+                break
+            if old not in live or now - self.sdp_mode_sids[old] > SDP_MODE_TTL:
+                del self.sdp_mode_sids[old]
+
+    def _remember_offer(self, rpc_id: str, now: float) -> bool:
+        """``False`` when this JSON-RPC offer id was seen within ``duplicate_offer_ttl`` (a repeated reinvite)."""
+        ttl = self.limits.duplicate_offer_ttl
+        for key in [k for k, t in self._seen_offers.items() if now - t >= ttl]:
+            del self._seen_offers[key]
+        if rpc_id in self._seen_offers:
+            return False
+        self._seen_offers[rpc_id] = now
+        while len(self._seen_offers) > self.limits.max_remembered_offers:
+            del self._seen_offers[next(iter(self._seen_offers))]  # the oldest (dicts keep insertion order)
+        return True
+
     def _on_rpc(self, iq: Element, message: Any) -> None:
         sid = message.session_id
         params = message.params
         session = self.sessions.get(sid)
         now = time.monotonic()
+        frm = iq.get("from") or ""
+        expected = self._rpc_peer(sid)
+        if expected is None or frm != expected:
+            # Offers, candidates and terminates only from the peer of a session we proceeded; a stranger
+            # could otherwise end a live call, replace it, or make us hold sockets for sessions nobody asked for.
+            self.send(unknown_session_error(iq))
+            self._refused(f"refused JSON-RPC {message.method} for {sid} from {frm!r}: "
+                          + ("no proceed was sent for it" if expected is None else "not the session's peer"), frm, sid)
+            return
         if message.method == "offer":
             sdp = params.get("sdp")
             if not isinstance(sdp, str) or not sdp:
                 self.report_error(SignalingError(f"JSON-RPC offer for {sid} without sdp"), {"session_id": sid})
                 return
-            self._seen_offers = {k: t for k, t in self._seen_offers.items() if now - t < DUPLICATE_OFFER_TTL}
-            if message.id is not None:
-                if message.id in self._seen_offers:
-                    return  # the gateway repeats a reinvite until answered: once is enough (§5, §8 #23)
-                self._seen_offers[message.id] = now
-            self.sdp_mode_sids[sid] = now
+            if message.id is not None and not self._remember_offer(message.id, now):
+                return  # the gateway repeats a reinvite until answered: once is enough (§5, §8 #23)
+            self._remember_sdp_mode(sid)
             conversation_id = params.get("conversationId") or None
             if session is not None and not session.ended:
                 same_ice = ice_credentials(sdp) == ice_credentials(session.remote_sdp or "")
@@ -684,13 +791,18 @@ class Core:
                 self.sessions.pop(sid, None)
                 self.loop.create_task(session.finish("alternative-session", send=False))
             entry = self._find_pending(sid)
+            if session is None and self._live_sessions() >= self.limits.max_sessions:
+                self.report_error(SignalingError(
+                    f"offer for {sid} refused: {self._live_sessions()} calls are live (Limits.max_sessions)"),
+                    {"session_id": sid})
+                return
             if entry is not None:
                 self._drop_pending(entry)
             if conversation_id is None and entry is not None:
                 conversation_id = entry.info.conversation_id
             if conversation_id is None and session is not None:
                 conversation_id = session.conversation_id
-            new = JingleSession(self, sid, iq.get("from") or "", conversation_id)
+            new = JingleSession(self, sid, frm, conversation_id)
             new.mode = "rpc"
             self.sessions[sid] = new
             self.loop.create_task(self._initiate_rpc(new, sdp, entry))
@@ -699,15 +811,28 @@ class Core:
             if session is None or session.state == SessionState.STARTING:
                 # Before the offer, or while it is being applied: kept in order and handed to the session
                 # when the offer is in (STREAM-207, §5).
-                self._early_candidates.setdefault(sid, []).append((now, fragment))
+                early = self._early_candidates.setdefault(sid, [])
+                if len(early) >= self.limits.max_early_candidates:
+                    if len(early) == self.limits.max_early_candidates:
+                        early.append((now, ""))  # a marker: reported once
+                        self.report_error(SignalingError(
+                            f"session {sid}: more than {self.limits.max_early_candidates} candidates before its "
+                            "offer; the rest are ignored (Limits.max_early_candidates)"), {"session_id": sid})
+                    return
+                early.append((now, fragment))
                 live = sorted(self._early_candidates, key=lambda k: self._early_candidates[k][-1][0])
-                for old in live[:-EARLY_CANDIDATE_SESSIONS]:
+                for old in live[:-self.limits.max_early_candidate_sessions]:
                     del self._early_candidates[old]
                 return
             self.loop.create_task(session.on_rpc_candidate(fragment))
         elif message.method == "terminate":
             if session is not None:
                 self.loop.create_task(session.finish(str(params.get("reason") or "success"), send=False))
+            else:
+                entry = self._find_pending(sid)
+                if entry is not None:  # the caller hung up before the offer: stop ringing
+                    self._drop_pending(entry)
+                    self.sdk._emit("cancelPendingSession", entry.info.id)
         else:
             self.trace("debug", f"JSON-RPC {message.method} for {sid} ignored", {"session_id": sid})
 
@@ -715,7 +840,7 @@ class Core:
         def take_early() -> List[str]:
             now = time.monotonic()
             return [fragment for at, fragment in self._early_candidates.pop(session.sid, [])
-                    if now - at <= EARLY_CANDIDATE_TTL]
+                    if fragment and now - at <= self.limits.early_candidate_ttl]
 
         try:
             ok = await session.on_rpc_offer(sdp, take_early)
@@ -780,6 +905,13 @@ class Core:
                 if obj is not None and obj not in (session.source, session.sink):
                     await self.run_blocking(obj.close)
             raise
+
+    def _live_sessions(self) -> int:
+        return sum(1 for s in self.sessions.values() if not s.ended)
+
+    def candidate_filter(self) -> CandidateFilter:
+        """The remote-candidate filter for the policy in force now (it can change with each ICE refresh)."""
+        return CandidateFilter(self.ice_transport_policy, self.options.ice_host_addresses)
 
     def forget_session(self, session: JingleSession) -> None:
         if self.sessions.get(session.sid) is session:

@@ -155,6 +155,10 @@ class SessionQuality:
         pump = self.session.pump
         stats, crossings = self.collector.sample(report, jb, codec=self._codec(), jitter_buffer=self.track is not None,
                                                  frames=pump.frames if pump is not None else 0)
+        counts = self.session.candidates
+        stats = dataclasses.replace(stats, remote_candidates_accepted=counts.accepted,
+                                    remote_candidates_dropped=counts.dropped)
+        self.collector.last = stats
         public = self.session.public
         for warning in crossings:
             level = "warning" if warning.active else "info"

@@ -343,9 +343,9 @@ class AsyncSession(_AsyncEmitter):
         """Play the remote audio into ``sink`` from now on; see :meth:`Session.set_sink`."""
         await self._owner._run(self.sync.set_sink, sink, close_previous=close_previous, timeout=timeout)
 
-    async def start_recording(self, path: Any, *, timeout: Optional[float] = None) -> None:
-        """Record this call to a stereo WAV; see :meth:`Session.start_recording`."""
-        await self._owner._run(self.sync.start_recording, path, timeout=timeout)
+    async def start_recording(self, path: Any, *, timeout: Optional[float] = None, mode: int = 0o600) -> None:
+        """Record this call to a stereo WAV (owner-only file by default); see :meth:`Session.start_recording`."""
+        await self._owner._run(self.sync.start_recording, path, timeout=timeout, mode=mode)
 
     async def stop_recording(self, timeout: Optional[float] = None) -> Any:
         """Stop recording; returns a ``Recording(path, seconds)``."""

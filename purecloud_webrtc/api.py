@@ -78,6 +78,9 @@ class ApiClient:
         # Passed with every request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests.
         self._verify = verify
 
+    def __repr__(self) -> str:
+        return f"<ApiClient {self.base_url} token=***>"
+
     def set_access_token(self, token: str) -> None:
         """Use ``token`` for every later request."""
         with self._lock:

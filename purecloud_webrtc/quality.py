@@ -90,6 +90,9 @@ class CallStats:
     :ivar jitter_buffer: whether the SDK's own jitter buffer plays this call.
     :ivar mos: the official estimated MOS since the first sample (``None`` before any packet).
     :ivar warnings: metrics currently past their threshold.
+    :ivar remote_candidates_accepted: remote ICE candidates handed to the ICE agent.
+    :ivar remote_candidates_dropped: remote ICE candidates refused (unusable or hostile addresses, over
+        :attr:`~purecloud_webrtc.Limits.max_remote_candidates`); ``Session.remote_candidates`` says why.
     """
 
     timestamp: float
@@ -118,6 +121,8 @@ class CallStats:
     frames_received: int = 0
     mos: Optional[float] = None
     warnings: Tuple[str, ...] = ()
+    remote_candidates_accepted: int = 0
+    remote_candidates_dropped: int = 0
 
     def as_dict(self) -> Dict[str, Any]:
         """A plain dict (JSON-ready) of the fields."""

@@ -13,6 +13,7 @@ import difflib
 import ipaddress
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
 from ._core import AcceptOptions, Core
+from ._trust import Limits, TrustedPeers
 from .api import KNOWN_ENVIRONMENTS, ApiClient
 from .errors import (
     ApiError,
@@ -42,9 +44,12 @@ _package_log = logging.getLogger("purecloud_webrtc")
 
 @dataclass(frozen=True)
 class SdkOptions:
-    """The validated options of one SDK (see :class:`PureCloudWebrtcSdk` for their meaning)."""
+    """The validated options of one SDK (see :class:`PureCloudWebrtcSdk` for their meaning).
 
-    access_token: str
+    Its ``repr()`` never shows the access token nor ICE server credentials.
+    """
+
+    access_token: str = field(repr=False)
     environment: str = "mypurecloud.com"
     org_id: Optional[str] = None
     session_survivability: bool = True
@@ -75,6 +80,19 @@ class SdkOptions:
     jitter_buffer: Any = True
     stats_interval: float = 5.0
     quality_thresholds: Any = None
+    trusted_peers: Any = None
+    limits: Limits = field(default_factory=Limits)
+
+    def __repr__(self) -> str:
+        shown = []
+        for name in self.__dataclass_fields__:
+            if name == "access_token":
+                continue
+            value = getattr(self, name)
+            if name == "ice_servers" and value:
+                value = [{k: ("***" if k == "credential" else v) for k, v in server.items()} for server in value]
+            shown.append(f"{name}={value!r}")
+        return f"SdkOptions(access_token=***, {', '.join(shown)})"
 
 
 # The seed's camelCase names, accepted as keyword arguments for code ported from JavaScript.
@@ -87,6 +105,29 @@ _CAMEL = {
     "iceServers": "ice_servers",
     "iceTransportPolicy": "ice_transport_policy",
 }
+
+
+# Whitespace or control characters: a token read from a file with its newline, or pasted with a space.
+_BAD_TOKEN_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+# A bare DNS host name: the environment becomes part of https://api.{environment} and friends.
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def check_access_token(token: Any) -> str:
+    """Validate an access token without ever quoting it in the error.
+
+    :raises ConfigurationError: for a missing or non-string token, or one with whitespace or control
+        characters (often a trailing newline read from a file).
+    """
+    if token is None or token == "":
+        raise ConfigurationError("access_token is required (an OAuth access token of the user)", "access_token")
+    if not isinstance(token, str):
+        raise ConfigurationError(f"access_token must be a string, not {type(token).__name__}", "access_token")
+    if _BAD_TOKEN_CHARS.search(token):
+        raise ConfigurationError("access_token contains whitespace or control characters (a newline read from a "
+                                 "file?); strip it first", "access_token")
+    return token
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -184,6 +225,12 @@ class PureCloudWebrtcSdk(Emitter):
         ``False`` keeps aiortc's own receive path).
     :param stats_interval: seconds between the ``stats`` events of each session (0 disables them).
     :param quality_thresholds: a :class:`~purecloud_webrtc.quality.QualityThresholds` for ``qualityWarning``.
+    :param trusted_peers: who may offer calls.  Default ``None``: the service's softphone gateway only (a
+        full JID whose domain has a label starting with ``gjoll``, outside the user's organisation
+        domain).  A regular expression is matched against the whole full JID (case-insensitive), e.g.
+        ``r"gateway@xmpp\\.example\\.test/.*"`` for a plain XMPP server; a callable ``fn(jid) -> bool`` also
+        works.  Proposals from anybody else are ignored (a ``trace`` event), never answered.
+    :param limits: a :class:`~purecloud_webrtc.Limits` bounding what a peer can make the SDK hold.
 
     Threads: callbacks run on the SDK's events thread; methods may be called from any other thread
     (and from callbacks, except those that wait for events).
@@ -226,6 +273,8 @@ class PureCloudWebrtcSdk(Emitter):
         jitter_buffer: Any = True,
         stats_interval: float = 5.0,
         quality_thresholds: Any = None,
+        trusted_peers: Any = None,
+        limits: Optional[Limits] = None,
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -252,7 +301,8 @@ class PureCloudWebrtcSdk(Emitter):
                                       reconnect_max_delay=reconnect_max_delay,
                                       reconnect_max_attempts=reconnect_max_attempts,
                                       ice_refresh_interval=ice_refresh_interval, ca_bundle=ca_bundle,
-                                      allow_insecure=allow_insecure, subscribe_conversations=subscribe_conversations)
+                                      allow_insecure=allow_insecure, subscribe_conversations=subscribe_conversations,
+                                      trusted_peers=trusted_peers, limits=limits)
         from ._session_quality import checked_quality_options
 
         self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
@@ -268,14 +318,14 @@ class PureCloudWebrtcSdk(Emitter):
         self.org: Optional[Dict[str, Any]] = None
 
     def _validate(self, values: Dict[str, Any], **extra: Any) -> SdkOptions:
-        token = values["access_token"]
-        if token is None or token == "":
-            raise ConfigurationError("access_token is required (an OAuth access token of the user)", "access_token")
-        if not isinstance(token, str):
-            raise ConfigurationError(f"access_token must be a string, not {type(token).__name__}", "access_token")
+        token = check_access_token(values["access_token"])
         environment = values["environment"]
         if not isinstance(environment, str) or not environment:
             raise ConfigurationError("environment must be a non-empty string such as 'mypurecloud.com'", "environment")
+        if not _HOST_NAME.match(environment):
+            # It is pasted into https://api.{environment}: "evil.example/x?" or "a@b" would send the token elsewhere.
+            raise ConfigurationError(f"environment must be a bare host name such as 'mypurecloud.com', not "
+                                     f"{environment[:80]!r}", "environment")
         if environment not in KNOWN_ENVIRONMENTS and not (extra["api_base_url"] and extra["streaming_base_url"]):
             self.log.warning("environment %r is not a known Genesys Cloud environment (known: %s)",
                              environment, ", ".join(KNOWN_ENVIRONMENTS))
@@ -292,7 +342,12 @@ class PureCloudWebrtcSdk(Emitter):
         streaming_base = _check_url("streaming_base_url", extra["streaming_base_url"] or f"wss://streaming.{environment}",
                                     ("ws", "wss"))
         allow_insecure = _check_bool("allow_insecure", extra["allow_insecure"])
-        for name, url in (("api_base_url", api_base), ("streaming_base_url", streaming_base)):
+        streaming_url = None if extra["streaming_url"] is None else _check_url(
+            "streaming_url", extra["streaming_url"], ("ws", "wss"))
+        checked = [("api_base_url", api_base), ("streaming_base_url", streaming_base)]
+        if streaming_url is not None:
+            checked.append(("streaming_url", streaming_url))
+        for name, url in checked:
             parsed = urlparse(url)
             if parsed.scheme in ("http", "ws") and not allow_insecure and not _is_loopback(parsed.hostname or ""):
                 raise ConfigurationError(
@@ -316,6 +371,13 @@ class PureCloudWebrtcSdk(Emitter):
                     raise ConfigurationError(f"ice_host_addresses: {host!r} is not an IP address",
                                              "ice_host_addresses") from None
             hosts = list(hosts)
+        try:
+            TrustedPeers(extra["trusted_peers"])
+        except ValueError as exc:
+            raise ConfigurationError(str(exc), "trusted_peers") from None
+        limits = extra["limits"] if extra["limits"] is not None else Limits()
+        if not isinstance(limits, Limits):
+            raise ConfigurationError("limits must be a purecloud_webrtc.Limits", "limits")
         resource = extra["jid_resource"]
         if resource is not None and (not isinstance(resource, str) or not resource or "/" in resource):
             raise ConfigurationError("jid_resource must be a non-empty string without '/'", "jid_resource")
@@ -330,8 +392,7 @@ class PureCloudWebrtcSdk(Emitter):
             ice_transport_policy=policy,
             api_base_url=api_base,
             streaming_base_url=streaming_base,
-            streaming_url=None if extra["streaming_url"] is None else _check_url(
-                "streaming_url", extra["streaming_url"], ("ws", "wss")),
+            streaming_url=streaming_url,
             jid_resource=resource,
             ice_host_addresses=hosts,
             default_source=extra["default_source"],
@@ -349,6 +410,8 @@ class PureCloudWebrtcSdk(Emitter):
             ca_bundle=ca_bundle,
             allow_insecure=allow_insecure,
             subscribe_conversations=_check_bool("subscribe_conversations", extra["subscribe_conversations"]),
+            trusted_peers=extra["trusted_peers"],
+            limits=limits,
         )
 
     # -- state ------------------------------------------------------------------------------
@@ -513,10 +576,11 @@ class PureCloudWebrtcSdk(Emitter):
             pass
 
     def set_access_token(self, token: str) -> None:
-        """Use ``token`` for REST calls and the next (re)connect, without dropping calls."""
-        if not isinstance(token, str) or not token:
-            raise ConfigurationError("access token must be a non-empty string", "access_token")
-        self.api.set_access_token(token)
+        """Use ``token`` for REST calls and the next (re)connect, without dropping calls.
+
+        :raises ConfigurationError: for an empty token, or one with whitespace or control characters.
+        """
+        self.api.set_access_token(check_access_token(token))
 
     # -- calls -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ thread, like SDK events.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .events import SESSION_EVENTS, Emitter
 
@@ -188,6 +188,16 @@ class Session(Emitter):
     getStats = get_stats  # noqa: N815
 
     @property
+    def remote_candidates(self) -> Dict[str, Any]:
+        """Remote ICE candidates of this call: ``{"accepted": n, "dropped": m, "reasons": {reason: count}}``.
+
+        Dropped are candidates the SDK never sends a packet to: multicast, broadcast, unspecified,
+        link-local, reserved or host-name addresses, loopback when we do not gather on loopback,
+        non-relay ones under the relay policy, and any beyond ``Limits.max_remote_candidates``.
+        """
+        return self._core_session.candidates.as_dict()
+
+    @property
     def stats(self) -> Any:
         """The latest :class:`~purecloud_webrtc.quality.CallStats` (from the ``stats`` event or
         :meth:`get_stats`), or ``None``."""
@@ -252,18 +262,19 @@ class Session(Emitter):
         media = self._core_session.media
         return bool(media is not None and media.source_ended)
 
-    def start_recording(self, path: Any, *, timeout: Optional[float] = None) -> None:
+    def start_recording(self, path: Any, *, timeout: Optional[float] = None, mode: int = 0o600) -> None:
         """Record this call to a 48 kHz stereo WAV: our audio (as sent, muted parts silent) left, the remote right.
 
         Both channels are aligned on the SDK's clock.  One recording at a time; it stops with
-        :meth:`stop_recording` or when the call ends.
+        :meth:`stop_recording` or when the call ends.  The file is created readable and writable by its
+        owner only (``mode=0o600``, whatever the umask); pass another ``mode`` to share it.
 
         :raises UsageError: already recording.
         :raises OSError: the file cannot be created.
         """
         from ._audio import start_recording
 
-        start_recording(self._sdk, self._core_session, path, timeout=timeout)
+        start_recording(self._sdk, self._core_session, path, timeout=timeout, mode=mode)
 
     def stop_recording(self, timeout: Optional[float] = None) -> Any:
         """Stop recording and finish the file; returns a ``Recording(path, seconds)``.

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 import purecloud_webrtc as pcw
+import purecloud_webrtc.media  # noqa: F401  (pcw.media below)
 from helpers import wait_until  # noqa: F401  (re-exported for older imports)
 from pulse import pulse_server  # noqa: F401  (the private PulseAudio fixture, tests/pulse.py)
 

@@ -92,17 +92,19 @@ def test_odd_stanzas_are_answered_correctly_and_harm_nothing(emulator, make_sdk)
 
 def test_invalid_sdp_inside_valid_jingle_is_refused_and_reported(emulator, make_sdk):
     sdk = make_sdk()
-    gw = "webrtc-1@gjoll.emulator.local/x"
-    bad = (f'<iq xmlns="jabber:client" type="set" id="bad-1" from="{gw}">'
-           '<jingle xmlns="urn:xmpp:jingle:1" action="session-initiate" sid="s-bad">'
+    gateway = emulator.intruder("webrtc-1@gjoll.us-east-1.emulator.local/x")  # trusted, and proceeded below
+    sid = gateway.propose(auto_answer=True)
+    wait_until(lambda: any("<proceed" in t for t in gateway.received), 10, "the proceed")
+    bad = ('<iq xmlns="jabber:client" type="set" id="bad-1">'
+           f'<jingle xmlns="urn:xmpp:jingle:1" action="session-initiate" sid="{sid}">'
            '<content creator="initiator" name="audio"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">'
            '<payload-type id="111" name="opus" clockrate="48000" channels="2"/></description>'
            '<transport xmlns="urn:xmpp:jingle:transports:ice-udp:1" ufrag="u" pwd="p"/></content></jingle></iq>')
     with sdk.expect_event("error") as ev:
-        emulator.send_raw(bad)
+        gateway.send(bad, gateway.client_jid())
     assert isinstance(ev.value, pcw.PureCloudWebrtcError)
-    wait_until(lambda: any(d == "in" and 'id="bad-1"' in t and 'type="error"' in t for d, t in emulator.stanzas()),
-               5, "the error reply")
+    reply = gateway.wait_for_reply("bad-1")
+    assert 'type="error"' in reply and "unknown-session" not in reply  # refused for its offer, not its sender
     assert sdk.sessions == [] and sdk.connected
 
 

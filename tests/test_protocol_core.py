@@ -169,6 +169,61 @@ def test_reject_from_another_client_is_handled(core_sdk):
     assert "handledPendingSession" in names(events)
 
 
+COLLEAGUE = "0a1b2c3d4e5f60718293a4b5@acmecorp.orgspan.com/desk"
+OTHER_GW = "webrtc-1234@gjoll.us-east-1.example.test/ffff0000"
+
+
+def jmi(action: str, sid: str, frm: str) -> str:
+    return (f'<message xmlns="jabber:client" from="{frm}" to="{ME}">'
+            f'<{action} xmlns="urn:xmpp:jingle-message:0" id="{sid}"/></message>')
+
+
+def test_proposals_from_anybody_but_the_gateway_are_ignored(core_sdk):
+    sdk, core, stream, events = core_sdk
+    for i, frm in enumerate([COLLEAGUE, f"{COLLEAGUE.split('/')[0]}/gjoll", f"acd-1@acmecorp.orgspan.com/x",
+                             f"{ME}/other-device", "webrtc-1@gjoll.example.test"]):
+        feed(core, propose(f"evil-{i}", cid=f"c-{i}", auto="true", frm=frm))
+    wait_events(sdk)
+    got = events.drain()
+    assert not [e for e in got if e.name == "pendingSession"] and stream.sent == []
+    refused = [e for e in got if e.name == "trace" and e.args[2].get("refused")]
+    assert [e.args[2]["id"] for e in refused] == [f"evil-{i}" for i in range(5)]
+
+
+def test_retract_accept_and_reject_from_strangers_change_nothing(core_sdk):
+    sdk, core, stream, events = core_sdk
+    feed(core, propose("sid-1"))
+    feed(core, jmi("retract", "sid-1", OTHER_GW))
+    feed(core, jmi("retract", "sid-1", COLLEAGUE))
+    feed(core, jmi("accept", "sid-1", COLLEAGUE))
+    feed(core, jmi("reject", "sid-1", COLLEAGUE))
+    feed(core, jmi("accept", "sid-1", GW))  # the proposer cannot "answer elsewhere" for us
+    wait_events(sdk)
+    assert [p.id for p in sdk.pending_sessions] == ["sid-1"]
+    assert not {"cancelPendingSession", "handledPendingSession"} & set(names(events))
+    feed(core, jmi("reject", "sid-1", GW))  # but it may withdraw by reject
+    wait_events(sdk)
+    assert "handledPendingSession" in names(events)
+
+
+def test_duplicate_propose_from_another_jid_is_not_re_proceeded(core_sdk):
+    sdk, core, stream, events = core_sdk
+    feed(core, propose("sid-1"))
+    sdk.accept_pending_session("sid-1")
+    feed(core, propose("sid-1", frm=OTHER_GW))
+    assert len(stream.sent) == 1 and f'to="{GW}"' in stream.sent[0]
+
+
+def test_session_initiate_only_from_the_proceeded_peer(core_sdk):
+    sdk, core, stream, events = core_sdk
+    feed(core, propose("sid-1"))
+    sdk.accept_pending_session("sid-1")
+    for frm in (OTHER_GW, COLLEAGUE, GW.split("/")[0]):
+        feed(core, jingle_iq("session-initiate", "sid-1", "<content/>", frm=frm))
+        assert "<unknown-session" in stream.sent[-1] and f'to="{frm}"' in stream.sent[-1]
+    assert sdk.sessions == [] and [p.id for p in sdk.pending_sessions] == ["sid-1"]
+
+
 def test_jmi_without_id_is_an_error_event_not_a_crash(core_sdk):
     sdk, core, stream, events = core_sdk
     feed(core, f'<message xmlns="jabber:client" from="{GW}"><propose xmlns="urn:xmpp:jingle-message:0"/></message>')
@@ -197,8 +252,15 @@ def test_terminate_for_an_unknown_sid_is_acknowledged(core_sdk):
     assert stream.sent[-1] == f'<iq type="result" id="srv-1" to="{GW}"/>'
 
 
+def proceeded(sdk: Any, core: Any, sid: str) -> None:
+    """Propose ``sid`` from the gateway and accept it: only then may a session-initiate come."""
+    feed(core, propose(sid, cid=f"conv-{sid}"))
+    sdk.accept_pending_session(sid)
+
+
 def test_session_initiate_without_contents_is_bad_request(core_sdk):
     sdk, core, stream, events = core_sdk
+    proceeded(sdk, core, "sid-x")
     feed(core, jingle_iq("session-initiate", "sid-x"))
     assert 'type="error"' in stream.sent[-1] and "<bad-request" in stream.sent[-1]
     assert sdk.sessions == []
@@ -208,6 +270,7 @@ def test_session_initiate_with_untranslatable_offer_is_refused_and_reported(core
     sdk, core, stream, events = core_sdk
     body = ('<content creator="initiator" name="audio"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">'
             '<payload-type name="opus" clockrate="48000"/></description></content>')
+    proceeded(sdk, core, "sid-x")
     feed(core, jingle_iq("session-initiate", "sid-x", body))
     assert 'type="error"' in stream.sent[-1]
     wait_events(sdk)
@@ -322,6 +385,22 @@ def test_jingle_initiate_for_an_sdp_over_xmpp_session_is_ignored(rpc_sdk):
     feed(core, jingle_iq("session-initiate", "s2", body))
     assert stream.sent[-1] == f'<iq type="result" id="srv-1" to="{GW}"/>'
     assert sdk.sessions == []
+
+
+def test_rpc_from_strangers_or_without_a_proceed_is_refused(rpc_sdk):
+    sdk, core, stream, events = rpc_sdk
+    offer = aiortc_offer()
+    feed(core, rpc("offer", {"sessionId": "never-proposed", "sdp": offer}))
+    assert "<unknown-session" in stream.sent[-1]
+    feed(core, propose_sdp("s1"))  # auto-answered: proceeded to GW
+    for method, params in (("offer", {"sessionId": "s1", "sdp": offer}),
+                           ("iceCandidate", {"sessionId": "s1", "sdp": "m=0 9 RTP/AVP 0\r\na=candidate:1 1 udp 1 "
+                                                                        "127.0.0.1 9 typ host\r\n"}),
+                           ("terminate", {"sessionId": "s1"})):
+        feed(core, rpc(method, params).replace(f'from="{GW}"', f'from="{OTHER_GW}"'))
+        assert "<unknown-session" in stream.sent[-1] and f'to="{OTHER_GW}"' in stream.sent[-1]
+    assert sdk.sessions == [] and [p.id for p in sdk.pending_sessions] == ["s1"]
+    assert core._early_candidates == {}
 
 
 def test_rpc_renegotiation_and_reinvite(rpc_sdk):

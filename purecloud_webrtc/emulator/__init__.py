@@ -23,6 +23,7 @@ tone and records what it hears.  For tests, demos and offline development::
 from ._state import EmulatedUser, EmulatorError
 from .party import ALLOWED_MEDIA_ADDRESSES, CALL_STATES, JINGLE_REASONS, EmulatedCall
 from .faultproxy import FaultProxy
+from .intruder import Intruder
 from .libwebrtc_party import LibwebrtcParty
 from .server import Emulator
 from .xmpp_client_gateway import XmppServerLogin
@@ -36,6 +37,7 @@ __all__ = [
     "Emulator",
     "EmulatorError",
     "FaultProxy",
+    "Intruder",
     "LibwebrtcParty",
     "XmppServerLogin",
 ]

@@ -96,11 +96,13 @@ def make_tls_material(host_ok: bool = True) -> TlsMaterial:
     ca_file = os.path.join(directory, "ca.pem")
     cert_file = os.path.join(directory, "server.pem")
     key_file = os.path.join(directory, "server.key")
+    from ..media.sinks import create_private_file
+
     with open(ca_file, "wb") as fh:
         fh.write(ca_cert.public_bytes(serialization.Encoding.PEM))
     with open(cert_file, "wb") as fh:
         fh.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_file, "wb") as fh:
+    with create_private_file(key_file) as fh:
         fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption()))
     os.chmod(key_file, 0o600)

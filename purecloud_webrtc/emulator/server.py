@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 from aiohttp import web
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .intruder import Intruder
     from .libwebrtc_party import LibwebrtcParty
     from .xmpp_client_gateway import XmppClientRouter, XmppServerLogin
 
@@ -266,6 +267,11 @@ class Emulator:
                 await call.shutdown()
             except Exception:
                 self.logger.exception("error stopping call %s", call.conversation_id)
+        if self._router is not None:
+            for intruder in self._router.intruders:
+                pcs, intruder._pcs = intruder._pcs, []
+                for pc in pcs:
+                    await pc.close()
         if self._xmpp_client is not None:
             await self._xmpp_client.close()
         if self._router is not None:
@@ -380,6 +386,26 @@ class Emulator:
             count = len(self._state.users) + 1
         user = new_user(name or f"Emulated Agent {count}", self._state.domain, access_token)
         return self._state.add_user(user)
+
+    def intruder(self, jid: Optional[str] = None, *, target: UserRef = None) -> "Intruder":
+        """Somebody who is not the call's peer, attacking ``target``'s clients (default: the default user).
+
+        With no ``jid`` it is a colleague: a new user of the same organisation, speaking from a full JID
+        of its own.  With ``jid`` it speaks as exactly that JID (another gateway resource, an ``acd-``
+        JID, a conference JID, a live call's own gateway JID...).  See
+        :class:`~purecloud_webrtc.emulator.intruder.Intruder` for what it can send; what the SDK
+        answers it is recorded.
+        """
+        from .intruder import Intruder
+
+        victim = self._state.resolve_user(target)
+        router = self._router_or_fail()
+        if jid is None:
+            colleague = self.add_user("Intruding Colleague")
+            jid = f"{colleague.jid}/intruder-{uuid.uuid4().hex[:8]}"
+        intruder = Intruder(self, jid, victim)
+        self._on_loop(lambda: router.intruders.append(intruder))
+        return intruder
 
     def inbound_call(
         self,

@@ -403,6 +403,8 @@ class XmppRouter:
         self.ice_servers = list(ice_servers)
         self.logger = logger
         self.gateway: Optional["Gateway"] = None
+        #: attackers (:class:`~purecloud_webrtc.emulator.intruder.Intruder`) that get a copy of what is sent to them
+        self.intruders: list[Any] = []
         self.connections: list[XmppConnection] = []
         self._bound: dict[str, dict[str, XmppConnection]] = {}
         self._numbers = 0
@@ -532,6 +534,9 @@ class XmppRouter:
         assert conn.user is not None
         kind = split(el.tag)[1]
         to = el.get("to")
+        for intruder in self.intruders:
+            if to and intruder.matches(to):
+                intruder._record(el)
         if kind == "presence":
             self.logger.debug("ignoring presence from %s", conn.full_jid)
             return

@@ -108,6 +108,10 @@ class JingleSession:
         self._lock = asyncio.Lock()
         self._owns_source = True
         self._owns_sink = True
+        from .._trust import CandidateCounts
+
+        #: Remote candidates used and dropped (multicast, link-local, over the limit, ...), for the stats.
+        self.candidates = CandidateCounts()
         self.public = Session(core.sdk, self)
         from .._session_quality import SessionQuality
 
@@ -169,6 +173,33 @@ class JingleSession:
         # Always an explicit list: with None aiortc would add a public STUN server (RECIPES.md §1).
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
+    # -- remote candidates: the filter and the bound (see _trust) ----------------------------
+
+    def _admit_candidate(self, candidate: str) -> bool:
+        """Whether a remote candidate may reach the ICE agent; counts it either way."""
+        reason = self.core.candidate_filter().verdict(candidate)
+        limit = self.core.limits.max_remote_candidates
+        if reason is None and self.candidates.accepted >= limit:
+            reason = "over Limits.max_remote_candidates"
+            if "over Limits.max_remote_candidates" not in (self.candidates.reasons or {}):
+                from ..errors import SignalingError
+
+                self.core.report_error(SignalingError(
+                    f"session {self.sid}: more than {limit} remote ICE candidates; the rest are ignored "
+                    "(Limits.max_remote_candidates)"), {"session_id": self.sid})
+        if reason is not None:
+            self.candidates.drop(reason)
+            log.info("session %s: remote candidate dropped (%s): %s", self.sid, reason, candidate[:200])
+            return False
+        self.candidates.accepted += 1
+        return True
+
+    def _screen_sdp(self, sdp: str) -> str:
+        """``sdp`` with only the remote candidates that may be used."""
+        lines = [line for line in sdp.split("\r\n")
+                 if not line.startswith("a=candidate:") or self._admit_candidate(line[2:])]
+        return "\r\n".join(lines)
+
     # -- incoming Jingle -------------------------------------------------------------------
 
     async def on_initiate(self, iq: Element, jingle: Element) -> bool:
@@ -185,6 +216,7 @@ class JingleSession:
                 self.core.send(error_reply(iq, "bad-request", "modify", text=f"cannot translate the offer: {exc}"))
                 self.core.report_error(exc, {"session_id": self.sid, "action": "session-initiate"})
                 return False
+            offer = self._screen_sdp(offer)
             self.remote_sdp = offer
             self.pc = RTCPeerConnection(self._configuration())
             self._wire_pc(self.pc)
@@ -211,6 +243,7 @@ class JingleSession:
         """
         async with self._lock:
             self.mode = "rpc"
+            offer = self._screen_sdp(offer)
             self.remote_sdp = offer
             self.pc = RTCPeerConnection(self._configuration())
             self._wire_pc(self.pc)
@@ -236,6 +269,7 @@ class JingleSession:
         async with self._lock:
             if self.pc is None or self.ended:
                 return
+            offer = self._screen_sdp(offer)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
                 answer = await self.pc.createAnswer()
@@ -276,6 +310,8 @@ class JingleSession:
             if candidate is None:
                 await self.pc.addIceCandidate(None)
                 return
+            if not self._admit_candidate(candidate):
+                return
             ice = candidate_from_sdp(candidate[len("candidate:"):])
             if mid is None:
                 ice.sdpMLineIndex = 0  # no m= line in the fragment: the (bundled) first section
@@ -300,6 +336,8 @@ class JingleSession:
                         await self.pc.addIceCandidate(None)
                         continue
                     text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+                    if not self._admit_candidate(text):
+                        continue
                     ice = candidate_from_sdp(text)
                     ice.sdpMid = mid
                     await self.pc.addIceCandidate(ice)

@@ -291,8 +291,9 @@ class CallRecorder:
     :meth:`feed` runs on the core loop thread and never blocks; the file is written
     by a thread named ``pcw-rec-N``; :meth:`close` (any thread) finishes the file.
 
-    :param path: the WAV file to (over)write; created at once, so a bad path fails here.
+    :param path: the WAV file to (over)write; created at once (so a bad path fails here) with ``mode``.
     :param start: the ``time.monotonic()`` the file's first sample stands for (default: now).
+    :param mode: the file's permissions (default ``0600``: the owner only).
     """
 
     #: Seconds a channel may lag behind its clock before silence is inserted.
@@ -305,10 +306,13 @@ class CallRecorder:
     LOCAL = 0
     REMOTE = 1
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], start: Optional[float] = None) -> None:
+    def __init__(self, path: Union[str, "os.PathLike[str]"], start: Optional[float] = None, *,
+                 mode: int = 0o600) -> None:
+        from .sinks import create_private_file
+
         self.path = os.fspath(path)
         self.start = time.monotonic() if start is None else start
-        self._file = open(self.path, "wb")
+        self._file = create_private_file(self.path, mode)
         self._wav: Any = wave.open(self._file, "wb")
         self._wav.setnchannels(2)
         self._wav.setsampwidth(2)

@@ -345,6 +345,29 @@ class BufferSink(AudioSink):
         return f"<BufferSink {self.duration():.2f}/{self.max_seconds:g} s, {self.frames_received} frames>"
 
 
+#: Files the SDK writes (recordings) are readable by their owner only, unless the caller says otherwise.
+PRIVATE_FILE_MODE = 0o600
+
+
+def create_private_file(path: str, mode: int = PRIVATE_FILE_MODE) -> Any:
+    """Create (or truncate) ``path`` for writing with exactly ``mode`` (default ``0600``), whatever the umask.
+
+    A call recording is personal data: it is never created world-readable first and fixed later.
+
+    :raises OSError: when the file cannot be created.
+    :raises ValueError: for a mode outside ``0..0o777``.
+    """
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise ValueError(f"mode must be a file permission such as 0o600, not {mode!r}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        os.fchmod(fd, mode)  # an existing file keeps its old mode, and the umask narrows a new one
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class WavRecorderSink(AudioSink):
     """Records received audio to a 48 kHz 16-bit WAV file.
 
@@ -354,11 +377,13 @@ class WavRecorderSink(AudioSink):
     channels and mono frames are duplicated.  If the disk stalls for more than
     ~60 s of audio, the oldest queued audio is dropped with a warning.
 
-    :param path: the file to (over)write.
+    :param path: the file to (over)write; it is created with ``mode`` (owner only, ``0600``, by default).
     :param channels: 1 (mixed to mono) or 2.
+    :param mode: the file's permissions.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], channels: int = 1) -> None:
+    def __init__(self, path: Union[str, "os.PathLike[str]"], channels: int = 1, *,
+                 mode: int = PRIVATE_FILE_MODE) -> None:
         if channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, not {channels!r}")
         self.path = os.fspath(path)
@@ -366,7 +391,7 @@ class WavRecorderSink(AudioSink):
         self._converter = FrameConverter(channels=channels, rate=SAMPLE_RATE)
         # Open the file ourselves: wave.open(path) leaves a half-built object
         # that complains in __del__ when the path is bad.
-        self._file = open(self.path, "wb")
+        self._file = create_private_file(self.path, mode)
         self._wav: Any = wave.open(self._file, "wb")
         self._wav.setnchannels(channels)
         self._wav.setsampwidth(2)
