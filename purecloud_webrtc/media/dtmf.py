@@ -146,13 +146,19 @@ class DtmfOverlayTrack(MediaStreamTrack):
 
 
 # The power at each of the 8 DTMF frequencies, evaluated exactly (a 960-point block gives 50 Hz bins;
-# the exact frequencies are used rather than the nearest bins).  One matrix, computed once: per block
-# the detector then costs one 8 x 960 complex product.
-_PHASORS = np.exp(-2j * np.pi * np.outer(LOW + HIGH, np.arange(BLOCK)) / SAMPLE_RATE)
+# the exact frequencies are used rather than the nearest bins).  Two real matrices, computed once: per
+# block the detector then costs two 8 x 960 products.  They are einsum's own loops on purpose, never
+# ``@``/``np.dot``: a matrix product goes to the multithreaded BLAS, whose worker threads then spin
+# between our 20 ms blocks and burn a whole core per call (see tests/test_cost.py).
+_ANGLES = 2 * np.pi * np.outer(LOW + HIGH, np.arange(BLOCK)) / SAMPLE_RATE
+_COS = np.ascontiguousarray(np.cos(_ANGLES))
+_SIN = np.ascontiguousarray(np.sin(_ANGLES))
 
 
 def _powers(block: np.ndarray) -> np.ndarray:
-    return np.abs(_PHASORS @ block) ** 2
+    re = np.einsum("ij,j->i", _COS, block)
+    im = np.einsum("ij,j->i", _SIN, block)
+    return re * re + im * im
 
 
 class DtmfDetector:
@@ -171,7 +177,7 @@ class DtmfDetector:
         self._reported = False
 
     def _classify(self, block: np.ndarray) -> Optional[str]:
-        energy = float(np.dot(block, block))
+        energy = float(np.einsum("i,i->", block, block))  # not np.dot: no BLAS on the media path
         if energy <= (self.min_level ** 2) * block.size:
             return None
         powers = _powers(block)

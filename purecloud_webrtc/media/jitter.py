@@ -277,7 +277,8 @@ def _best_lag(x: np.ndarray, lo: int, hi: int, width: int) -> Tuple[int, float]:
     """The lag in ``[lo, hi]`` where ``x`` best repeats itself (normalised cross-correlation)."""
     mono = x.mean(axis=1)
     ref = mono[:width]
-    ref_energy = float(np.dot(ref, ref))
+    # einsum, not np.dot: per-frame work must never enter the multithreaded BLAS (its threads spin).
+    ref_energy = float(np.einsum("i,i->", ref, ref))
     best, best_c = hi, -1.0
     # Coarse then fine search: cheap enough on the core loop (a few hundred dot products of 5 ms).
     for step, start, stop in ((8, lo, hi), (1, None, None)):
@@ -285,8 +286,8 @@ def _best_lag(x: np.ndarray, lo: int, hi: int, width: int) -> Tuple[int, float]:
             start, stop = max(lo, best - 8), min(hi, best + 8)
         for lag in range(start, stop + 1, step):
             seg = mono[lag:lag + width]
-            denom = np.sqrt(ref_energy * float(np.dot(seg, seg))) or 1.0
-            c = float(np.dot(ref, seg)) / denom
+            denom = np.sqrt(ref_energy * float(np.einsum("i,i->", seg, seg))) or 1.0
+            c = float(np.einsum("i,i->", ref, seg)) / denom
             if c > best_c:
                 best, best_c = lag, c
     return best, best_c
