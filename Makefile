@@ -10,6 +10,13 @@ SHELL := /bin/bash
 
 VENV        ?= .venv
 VENV_PY     := $(VENV)/bin/python
+# The second lane of `make test`: the oldest aiortc/aioice/av the internals adapter is tested with.
+VENV_OLDEST ?= .venv-oldest
+# What the oldest lane runs: the unit and integration lanes, less the packaging and framework checks
+# (they do not touch aiortc).
+OLDEST_ARGS ?= tests/unit tests/integration --ignore=tests/integration/test_docs_and_dist.py \
+	--ignore=tests/integration/test_packaging.py --ignore=tests/integration/test_web_samples.py \
+	--ignore=tests/integration/test_scaling_samples.py
 NETNS_RUN   := scripts/netns-run
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k sdp -x'
 PYTEST_ARGS ?=
@@ -19,7 +26,7 @@ TEST_TIMEOUT ?= 900
 
 export VENV
 
-.PHONY: help bootstrap demo test bench lint clean docs dist-check
+.PHONY: help bootstrap demo test test-fast test-oldest bench lint clean docs dist-check
 
 help: ## Show this help
 	@echo "purecloud_webrtc -- make targets:"
@@ -34,13 +41,23 @@ bootstrap: ## Install apt packages (as root), create .venv, pip install -e .[tes
 demo: bootstrap ## Set up, then place a demo call against the local emulator
 	$(NETNS_RUN) $(VENV_PY) -m purecloud_webrtc.demo
 
-test: bootstrap ## Set up, then run the whole test suite (network-isolated)
+test: bootstrap ## Set up, then run the whole suite (network-isolated), then its core lanes on the oldest aiortc
 	@echo "+ $(NETNS_RUN) $(VENV_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)"
 	@timeout --foreground --signal=INT --kill-after=30 $(TEST_TIMEOUT) \
 		$(NETNS_RUN) $(VENV_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) \
 	|| { rc=$$?; if [ $$rc = 124 ]; then \
 		echo "make test: the suite ran over TEST_TIMEOUT=$(TEST_TIMEOUT)s and was stopped" >&2; \
 	fi; exit $$rc; }
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-oldest; fi
+
+test-fast: bootstrap ## The unit lane only (no emulator, no servers): seconds
+	$(VENV_PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+test-oldest: ## The unit and integration lanes in .venv-oldest (scripts/constraints-oldest.txt)
+	VENV=$(VENV_OLDEST) BOOTSTRAP_CONSTRAINTS=scripts/constraints-oldest.txt bash scripts/bootstrap.sh
+	@echo "+ $(NETNS_RUN) $(VENV_OLDEST)/bin/python -m pytest -p no:cacheprovider $(OLDEST_ARGS)"
+	@timeout --foreground --signal=INT --kill-after=30 $(TEST_TIMEOUT) \
+		$(NETNS_RUN) $(VENV_OLDEST)/bin/python -m pytest -p no:cacheprovider $(OLDEST_ARGS)
 
 # Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS=--quick
 BENCH_ARGS ?=
@@ -63,6 +80,6 @@ dist-check: bootstrap ## Build the sdist and the wheel, install the wheel in a f
 	$(NETNS_RUN) $(VENV_PY) scripts/dist_check.py
 
 clean: ## Remove .venv, build artefacts and caches
-	rm -rf $(VENV) build dist .eggs *.egg-info .pytest_cache .hypothesis \
+	rm -rf $(VENV) $(VENV_OLDEST) build dist .eggs *.egg-info .pytest_cache .hypothesis \
 		.mypy_cache .ruff_cache .coverage htmlcov tests/.artifacts docs/_build docs/*.inc
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

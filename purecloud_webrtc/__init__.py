@@ -26,6 +26,7 @@ from .errors import (
 )
 from .events import ConversationUpdate, Event, EventQueue, PendingSession, signals
 from .quality import CallStats, QualityThresholds, QualityWarning, estimated_mos
+from ._internals import probe
 from ._trust import Limits
 from .sdk import PureCloudWebrtcSdk, SdkOptions
 from .session import Session
@@ -37,6 +38,7 @@ __all__ = [
     "PureCloudWebrtcSdk",
     "SdkOptions",
     "Limits",
+    "probe",
     "Session",
     "PendingSession",
     "ConversationUpdate",

@@ -93,6 +93,15 @@ class Core:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name=f"pcw-core-{n}", daemon=True)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"pcw-io-{n}")
+        # REST has a thread of its own: the one requests.Session is only ever used from it, and a slow
+        # request cannot hold up opening a device (and the other way round).
+        self.rest_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pcw-rest-{n}")
+        from ._commands import Commands
+
+        #: every command of both facades, as core coroutines
+        self.commands = Commands(self)
+        #: set by disconnect()/close(): no reconnect (written on the core loop only)
+        self.user_disconnected = False
         self.stream: Optional[XmppStream] = None
         self.old_streams: List[XmppStream] = []
         self.me: Optional[Dict[str, Any]] = None
@@ -109,7 +118,7 @@ class Core:
         self.reconnects = 0
         self.trusted = TrustedPeers(self.options.trusted_peers)
         self.limits = self.options.limits
-        #: Session ids negotiating with JSON-RPC (PROTOCOL.md §5), with when they were last seen; bounded.
+        #: Session ids negotiating with JSON-RPC (docs/protocol.rst §5), with when they were last seen; bounded.
         self.sdp_mode_sids: Dict[str, float] = {}
         self._early_candidates: "Dict[str, List[tuple[float, str]]]" = {}
         self._seen_offers: Dict[str, float] = {}
@@ -119,8 +128,16 @@ class Core:
     # -- the loop thread -------------------------------------------------------------------
 
     def start(self) -> None:
+        from ._internals import probe
+
         self.thread.start()
         self._started.wait(5)
+        hooks = probe()
+        self.log.debug("hooks into aiortc/aioice/PyAV internals: %s",
+                       ", ".join(f"{name} {status.state}" for name, status in hooks.items()))
+        for name, status in hooks.items():
+            if status.state == "failed":
+                self.log.warning("hook %s is not available (%s); the SDK uses the fallback", name, status.reason)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -165,9 +182,32 @@ class Core:
         except concurrent.futures.CancelledError:
             raise ClosedError(f"{what}: the SDK closed while waiting") from None
 
+    async def acall(self, make: Callable[[], Awaitable[T]], timeout: Optional[float], what: str) -> T:
+        """Await the coroutine made by ``make`` on the core loop from another loop (the asyncio twin): one hop."""
+        if not self.thread.is_alive() or self.loop.is_closed():
+            raise ClosedError(f"{what}: the SDK is closed")
+
+        async def runner() -> T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            future.cancel()
+            raise OperationTimeoutError(what, timeout) from None
+        except concurrent.futures.CancelledError:
+            if future.cancelled():
+                raise ClosedError(f"{what}: the SDK closed while waiting") from None
+            raise
+
     async def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking ``fn`` on the I/O executor without blocking the loop."""
         return await self.loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def run_rest(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the blocking REST call ``fn`` on the REST thread without blocking the loop."""
+        return await self.loop.run_in_executor(self.rest_executor, functools.partial(fn, *args, **kwargs))
 
     def trace(self, level: str, message: str, details: Optional[Dict[str, Any]] = None) -> None:
         """Log ``message`` and emit it as a ``trace`` event."""
@@ -190,10 +230,10 @@ class Core:
             return None if deadline is None else max(0.05, deadline - time.monotonic())
 
         if self.me is None:
-            self.me = await self.run_blocking(self.api.get_me, timeout=remaining())
+            self.me = await self.run_rest(self.api.get_me, timeout=remaining())
             self.jid = Jid.parse(self.me["chat"]["jabberId"]).bare
         assert self.jid is not None
-        channel = await self.run_blocking(self.api.create_streaming_channel, timeout=remaining())
+        channel = await self.run_rest(self.api.create_streaming_channel, timeout=remaining())
         if self.options.streaming_url:  # a plain XMPP server (Prosody) has no channel paths
             url = self.options.streaming_url.replace("{channel_id}", str(channel["id"]))
         else:
@@ -238,7 +278,7 @@ class Core:
         return f"v2.users.{(self.me or {}).get('id')}.conversations"
 
     async def _subscribe_conversations(self) -> None:
-        """XEP-0060 subscribe to this user's conversation topic on ``notifications.{env}`` (PROTOCOL.md §2.7)."""
+        """XEP-0060 subscribe to this user's conversation topic on ``notifications.{env}`` (docs/protocol.rst §2.7)."""
         assert self.stream is not None and self.jid is not None
         pubsub = element(q("pubsub", "pubsub"), None,
                          element(q("pubsub", "subscribe"), {"node": self.conversation_topic, "jid": str(self.jid)}))
@@ -250,7 +290,7 @@ class Core:
             self.trace("warning", f"could not subscribe to conversation events: {exc}")
 
     async def refresh_ice_servers(self) -> None:
-        """XEP-0215 ``turn`` and ``stun`` queries to the user's domain (PROTOCOL.md §2.8)."""
+        """XEP-0215 ``turn`` and ``stun`` queries to the user's domain (docs/protocol.rst §2.8)."""
         assert self.stream is not None and self.jid is not None
 
         async def query(kind: str) -> List[Dict[str, Any]]:
@@ -262,7 +302,7 @@ class Core:
 
         turn, stun = await asyncio.gather(query("turn"), query("stun"))
         self.ice_servers = _ice.ice_servers_from_services(turn, stun)
-        # No STUN but TURN: the service asks for relay only (webRtcForceTurn, PROTOCOL.md §2.8).  With no
+        # No STUN but TURN: the service asks for relay only (webRtcForceTurn, docs/protocol.rst §2.8).  With no
         # server at all the official client would gather nothing and carry no audio; we keep host candidates.
         if turn and not stun:
             self.ice_transport_policy = "relay"
@@ -284,7 +324,7 @@ class Core:
         if stream is not self.stream:
             return
         self.state = "disconnected"
-        on_purpose = self.closing or self.sdk._user_disconnected
+        on_purpose = self.closing or self.user_disconnected
         will_reconnect = self.options.reconnect and not on_purpose
         if on_purpose:
             self.trace("info", f"streaming connection closed: {reason}", {"reason": reason})
@@ -300,14 +340,14 @@ class Core:
         delay = self.options.reconnect_initial_delay
         attempt = 0
         try:
-            while not self.closing and not self.sdk._user_disconnected:
+            while not self.closing and not self.user_disconnected:
                 attempt += 1
                 if self._reconnect_now:
                     # A transfer or a dead channel: the server wants us elsewhere right away (§2.6).
                     self._reconnect_now = False
                 else:
                     await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                if self.closing or self.sdk._user_disconnected:
+                if self.closing or self.user_disconnected:
                     return
                 try:
                     await self.connect(reconnect=True)
@@ -336,7 +376,7 @@ class Core:
 
     def _cleanup_orphaned_sessions(self) -> None:
         # Sessions whose media died while we were away are ended locally, not leaked (SDK HEAD
-        # cleanupOrphanedSessions, PROTOCOL.md §2.10).
+        # cleanupOrphanedSessions, docs/protocol.rst §2.10).
         for session in list(self.sessions.values()):
             pc = session.pc
             if pc is not None and pc.connectionState in ("failed", "closed"):
@@ -374,6 +414,7 @@ class Core:
     async def shutdown(self) -> None:
         """End every session (telling the peer when possible) and close the stream."""
         self.closing = True
+        self.user_disconnected = True
         for task in (self._reconnect_task, self._ice_refresh_task):
             if task is not None:
                 task.cancel()
@@ -432,7 +473,7 @@ class Core:
         own = self.full_jid
         frm = jmi.from_jid
         if frm and frm == own:
-            return  # our own bare-JID fan-out echo (PROTOCOL.md §3.3)
+            return  # our own bare-JID fan-out echo (docs/protocol.rst §3.3)
         if jmi.action == "propose":
             self._on_propose(jmi)
             return
@@ -449,7 +490,7 @@ class Core:
             self.sdk._emit("cancelPendingSession", entry.info.id)
         elif jmi.action in ("accept", "reject") and jmi.id not in self.sessions:
             # Another device of this user took or declined the call (its bare-JID fan-out); a reject may
-            # also come from the proposer itself (PROTOCOL.md §3.3, §3.4).  Nobody else may stop it ringing.
+            # also come from the proposer itself (docs/protocol.rst §3.3, §3.4).  Nobody else may stop it ringing.
             if not (self._from_own_account(frm) or (jmi.action == "reject" and frm == entry.info.from_jid)):
                 self._refused(f"ignored an {jmi.action} of {jmi.id} from {frm!r}, not one of this user's clients",
                               frm, jmi.id)
@@ -514,7 +555,7 @@ class Core:
             return
         existing = self._find_pending(jmi.id)
         if existing is not None:
-            # Same id again (PROTOCOL.md §3.1): answer it again if we already did, stay silent.
+            # Same id again (docs/protocol.rst §3.1): answer it again if we already did, stay silent.
             if existing.proceeded and from_jid == existing.info.from_jid:
                 self.send(build_jmi("proceed", jmi.id, existing.info.from_jid))
             return
@@ -536,7 +577,7 @@ class Core:
         except ValueError:
             address = from_jid
         if jmi.sdp_over_xmpp:
-            # Remembered per sid, so a later propose cannot overwrite it (PROTOCOL.md §8 #22).
+            # Remembered per sid, so a later propose cannot overwrite it (docs/protocol.rst §8 #22).
             self._remember_sdp_mode(jmi.id)
         info = PendingSession(
             id=jmi.id,
@@ -587,7 +628,7 @@ class Core:
         return entry.info
 
     async def send_reject(self, info: PendingSession) -> None:
-        """XEP-0353 ``reject`` to the proposer and to our own bare JID (PROTOCOL.md §3.4)."""
+        """XEP-0353 ``reject`` to the proposer and to our own bare JID (docs/protocol.rst §3.4)."""
         for to in (info.from_jid, str(self.jid)):
             try:
                 self.send(build_jmi("reject", info.id, to))
@@ -627,7 +668,7 @@ class Core:
         if jingle is None:
             if el.get("type") == "set" and el.find(q("cxfr", "query")) is not None:
                 # Connection transfer (XEP-0051 as Hawk uses it for socket_closing): SC answers nothing
-                # and reconnects at once (PROTOCOL.md §2.6).
+                # and reconnects at once (docs/protocol.rst §2.6).
                 self.force_reconnect("connection transfer requested by the server")
                 return True
             return False
@@ -721,7 +762,7 @@ class Core:
             return
         await self._session_started(session, entry)
 
-    # -- SDP over XMPP (PROTOCOL.md §5) ----------------------------------------------------------
+    # -- SDP over XMPP (docs/protocol.rst §5) ----------------------------------------------------------
 
     def _rpc_peer(self, sid: str) -> Optional[str]:
         """The only JID that may send JSON-RPC about ``sid``: its session's peer, or the peer we proceeded to."""

@@ -137,7 +137,9 @@ class SessionQuality:
                 codec = codec_of(transceiver.receiver)
                 if codec is not None:
                     return codec
-                codecs = getattr(transceiver, "_codecs", None) or []
+                from ._internals import transceiver_codecs
+
+                codecs = transceiver_codecs(transceiver)
                 if codecs:
                     return codecs[0]
         return None

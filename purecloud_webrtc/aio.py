@@ -1,9 +1,10 @@
 """The asyncio twin of the SDK: :class:`AsyncPureCloudWebrtcSdk`, for FastAPI, aiohttp and other asyncio code.
 
 It is a thin layer over the same :class:`~purecloud_webrtc.PureCloudWebrtcSdk` (the same core loop thread,
-the same protocol code); nothing here speaks the protocol.  Every method is an awaitable that runs the
-blocking method in an executor thread, so awaiting never blocks the caller's event loop, and every event
-is handed from the SDK's events thread to the caller's loop with ``loop.call_soon_threadsafe``::
+the same protocol code); nothing here speaks the protocol.  Every method awaits the very coroutine of the
+SDK's core that the blocking method waits for (``asyncio.wrap_future(run_coroutine_threadsafe(...))``: one
+hop, no thread pool), so awaiting never blocks the caller's event loop; every event is handed from the
+SDK's events thread to the caller's loop with ``loop.call_soon_threadsafe``::
 
     from purecloud_webrtc.aio import AsyncPureCloudWebrtcSdk
 
@@ -15,16 +16,14 @@ is handed from the SDK's events thread to the caller's loop with ``loop.call_soo
                     await sdk.accept_pending_session(event.value.id, source="prompt.wav")
 
 Threads: callbacks registered with :meth:`AsyncPureCloudWebrtcSdk.on` (plain functions or coroutine
-functions) run on the caller's event loop, in the order the SDK emitted the events; the blocking work runs
-on the twin's own small thread pool (``pcw-aio-N_k``), never on the loop.
+functions) run on the caller's event loop, in the order the SDK emitted the events; the work itself runs
+on the SDK's core (and its REST and I/O threads), never on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
-import itertools
 import inspect
 import logging
 import threading
@@ -32,15 +31,16 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
-from .errors import ClosedError, ConfigurationError, OperationTimeoutError, UsageError
+from ._commands import DEFAULT_TIMEOUT, deadline, grace
+from ._core import AcceptOptions
+from .errors import ClosedError, ConfigurationError, OperationTimeoutError, PureCloudWebrtcError, UsageError
 from .events import SDK_EVENTS, SESSION_EVENTS, Event, PendingSession, canonical_event_name, connect_or_decorate
-from .sdk import PureCloudWebrtcSdk
+from .sdk import PureCloudWebrtcSdk, softphone_call_body
 from .session import Session
 
 __all__ = ["AsyncPureCloudWebrtcSdk", "AsyncSession", "AsyncEventStream", "AsyncExpectEvent"]
 
 log = logging.getLogger(__name__)
-_executor_ids = itertools.count(1)
 
 T = TypeVar("T")
 
@@ -179,7 +179,7 @@ class AsyncEventStream:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            # Say so loudly rather than lose a call event silently (STYLE.md: never drop quietly).
+            # Say so loudly rather than lose a call event silently: an event is never dropped quietly.
             log.error("async event stream full (%d): event %s lost; consume faster or raise maxsize",
                       self._queue.maxsize, event.name if event else None)
 
@@ -321,35 +321,45 @@ class AsyncSession(_AsyncEmitter):
     async def accept(self, source: Any = None, sink: Any = None, *, auto_start_media: bool = True,
                      timeout: Optional[float] = None) -> None:
         """Answer the session (only needed with ``auto_connect_sessions=False``); see :meth:`Session.accept`."""
-        await self._owner._run(self.sync.accept, source, sink, auto_start_media=auto_start_media, timeout=timeout)
+        await self._owner._acall(lambda c: c.accept_session(self.sync._core_session, source, sink, auto_start_media),
+                                 timeout or 20.0, "session.accept")
 
     async def end(self, reason: str = "success", timeout: Optional[float] = None) -> None:
         """Hang up this session and return once it has ended."""
-        await self._owner._run(self.sync.end, reason, timeout=timeout)
+        await self._owner.end_session(self.sync.id, reason=reason, timeout=timeout)
 
     async def get_stats(self, timeout: Optional[float] = 5.0) -> Any:
         """A :class:`~purecloud_webrtc.quality.CallStats` snapshot taken now."""
-        return await self._owner._run(self.sync.get_stats, timeout)
+        if self.sync._core_session.ended and self.sync._core_session.quality.last is not None:
+            return self.sync._core_session.quality.last
+        return await self._owner._acall(lambda c: c.get_stats(self.sync._core_session), timeout, "session.get_stats")
 
     async def set_audio_mute(self, muted: bool, *, rest: bool = True, timeout: Optional[float] = None) -> None:
         """Mute or unmute this call; see :meth:`Session.set_audio_mute`."""
-        await self._owner._run(self.sync.set_audio_mute, muted, rest=rest, timeout=timeout)
+        await self._owner._acall(lambda c: c.set_audio_mute(self.sync._core_session, muted, rest, deadline(timeout)),
+                                 grace(timeout or DEFAULT_TIMEOUT), "set_audio_mute")
 
     async def set_source(self, source: Any, *, close_previous: bool = True, timeout: Optional[float] = None) -> None:
         """Send ``source`` from now on; see :meth:`Session.set_source`."""
-        await self._owner._run(self.sync.set_source, source, close_previous=close_previous, timeout=timeout)
+        await self._owner._acall(lambda c: c.set_source(self.sync._core_session, source, close_previous, deadline(timeout)),
+                                 grace(timeout or DEFAULT_TIMEOUT), "set_source")
 
     async def set_sink(self, sink: Any, *, close_previous: bool = True, timeout: Optional[float] = None) -> None:
         """Play the remote audio into ``sink`` from now on; see :meth:`Session.set_sink`."""
-        await self._owner._run(self.sync.set_sink, sink, close_previous=close_previous, timeout=timeout)
+        await self._owner._acall(lambda c: c.set_sink(self.sync._core_session, sink, close_previous, deadline(timeout)),
+                                 grace(timeout or DEFAULT_TIMEOUT), "set_sink")
 
     async def start_recording(self, path: Any, *, timeout: Optional[float] = None, mode: int = 0o600) -> None:
         """Record this call to a stereo WAV (owner-only file by default); see :meth:`Session.start_recording`."""
-        await self._owner._run(self.sync.start_recording, path, timeout=timeout, mode=mode)
+        await self._owner._acall(lambda c: c.start_recording(self.sync._core_session, path, mode, deadline(timeout)),
+                                 grace(timeout or DEFAULT_TIMEOUT), "start_recording")
 
     async def stop_recording(self, timeout: Optional[float] = None) -> Any:
         """Stop recording; returns a ``Recording(path, seconds)``."""
-        return await self._owner._run(self.sync.stop_recording, timeout)
+        if not self._owner.sync._core.thread.is_alive():
+            return self._owner.sync._core.commands.finished_recording(self.sync._core_session)
+        return await self._owner._acall(lambda c: c.stop_recording(self.sync._core_session), grace(timeout or DEFAULT_TIMEOUT),
+                                        "stop_recording")
 
     def __repr__(self) -> str:
         return f"<AsyncSession {self.sync!r}>"
@@ -363,11 +373,10 @@ class AsyncPureCloudWebrtcSdk(_AsyncEmitter):
 
     :param loop: the event loop that receives events (default: the running loop; without one, the loop of
         the first awaited method).
-    :param max_workers: how many blocking calls may be in progress at once (threads of its own pool).
+    :param max_workers: accepted for compatibility and unused: commands are awaited on the SDK's core.
 
-    Threads: the blocking methods run on this object's own thread pool (``pcw-aio-N_k``, shut down by
-    :meth:`close`); callbacks, async iterators and ``expect_event`` blocks get their events on the loop.
-    Use it from one event loop.
+    Threads: none of its own.  Commands run on the SDK's core; callbacks, async iterators and
+    ``expect_event`` blocks get their events on the loop.  Use it from one event loop.
     """
 
     _event_table = SDK_EVENTS
@@ -377,9 +386,6 @@ class AsyncPureCloudWebrtcSdk(_AsyncEmitter):
         if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
             raise ConfigurationError("max_workers must be a positive int", "max_workers")
         sync = options.pop("_sync", None) or PureCloudWebrtcSdk(*args, **options)
-        self._max_workers = max_workers
-        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        self._executor_lock = threading.Lock()
         self._closed = False
         self._init_async_emitter(sync, self)
         self.sync: PureCloudWebrtcSdk = sync
@@ -463,20 +469,13 @@ class AsyncPureCloudWebrtcSdk(_AsyncEmitter):
                     for bridge in bridges:
                         bridge(exc, details)
 
-    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        # Our own pool, not the loop's default one: blocking calls may each hold a thread for seconds
-        # (end_session waits for the hang-up), and they must not starve the application's to_thread() work.
-        with self._executor_lock:
-            if self._closed:
-                raise ClosedError("the SDK is closed")
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self._max_workers, thread_name_prefix=f"pcw-aio-{next(_executor_ids)}")
-            return self._executor
-
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = self._bind_loop(required=True)
-        return await loop.run_in_executor(self._get_executor(), functools.partial(fn, *args, **kwargs))
+    async def _acall(self, make: Callable[[Any], Any], timeout: Optional[float], what: str) -> Any:
+        """Await a core command (``make(commands)``) in one hop: no thread pool, no blocking facade."""
+        self._bind_loop(required=True)
+        if self._closed:
+            raise ClosedError(f"{what}: the SDK is closed")
+        core = self.sync._core
+        return await core.acall(lambda: make(core.commands), timeout, what)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -531,30 +530,31 @@ class AsyncPureCloudWebrtcSdk(_AsyncEmitter):
 
     async def initialize(self, timeout: Optional[float] = 30.0) -> None:
         """Connect to Genesys Cloud; see :meth:`PureCloudWebrtcSdk.initialize`."""
-        await self._run(self.sync.initialize, timeout)
+        await self._acall(lambda c: c.initialize(deadline(timeout), timeout), grace(timeout), "initialize")
 
     async def disconnect(self, timeout: Optional[float] = 10.0) -> None:
         """Close the streaming connection; see :meth:`PureCloudWebrtcSdk.disconnect`."""
-        await self._run(self.sync.disconnect, timeout)
+        if self.sync._closed:
+            return
+        await self._acall(lambda c: c.disconnect(), timeout, "disconnect")
 
     async def close(self, timeout: float = 10.0) -> None:
         """End every session, disconnect and stop the SDK's threads; open event streams end.  Idempotent."""
         if self._closed:
             return
-        loop = self._bind_loop(required=False)
-        if loop is not None and loop.is_running():
-            await loop.run_in_executor(self._get_executor(), functools.partial(self.sync.close, timeout))
-        else:
-            self.sync.close(timeout)
+        core = self.sync._core
+        if not self.sync._closed and core.thread.is_alive():
+            # The slow part (ending calls, closing the stream) is awaited on the core; what is left of the
+            # blocking close() is stopping and joining threads that have nothing left to do.
+            try:
+                await core.acall(core.shutdown, timeout, "close")
+            except PureCloudWebrtcError as exc:
+                log.warning("close: shutdown was not clean: %s", exc)
+        self.sync.close(timeout)
         for stream in list(self._streams):
             stream.close()
         self._bridges.clear()
-        with self._executor_lock:
-            executor, self._executor = self._executor, None
-            self._closed = True
-        if executor is not None:
-            # Idle workers exit at once; the one that ran close() exits as soon as it has returned.
-            executor.shutdown(wait=False)
+        self._closed = True
 
     aclose = close
 
@@ -562,30 +562,34 @@ class AsyncPureCloudWebrtcSdk(_AsyncEmitter):
                                      auto_start_media: bool = True, auto_connect_session: Optional[bool] = None,
                                      timeout: Optional[float] = 10.0) -> None:
         """Accept a proposed call; see :meth:`PureCloudWebrtcSdk.accept_pending_session`."""
-        await self._run(self.sync.accept_pending_session, id, source=source, sink=sink,
-                        auto_start_media=auto_start_media, auto_connect_session=auto_connect_session, timeout=timeout)
+        options = AcceptOptions(source, sink, auto_start_media, auto_connect_session)
+        await self._acall(lambda c: c.accept_pending(id, options), timeout, "accept_pending_session")
 
     acceptPendingSession = accept_pending_session  # noqa: N815 - the seed's spelling
 
     async def end_session(self, id: Optional[str] = None, *, conversation_id: Optional[str] = None,
                           reason: str = "success", timeout: Optional[float] = 15.0) -> None:
         """Hang up a session and return once it has ended; see :meth:`PureCloudWebrtcSdk.end_session`."""
-        await self._run(self.sync.end_session, id, conversation_id=conversation_id, reason=reason, timeout=timeout)
+        await self._acall(lambda c: c.end_session(id, conversation_id, reason, deadline(timeout), True), grace(timeout),
+                          "end_session")
 
     endSession = end_session  # noqa: N815
 
     async def start_softphone_session(self, phone_number: Optional[str] = None, *, user_id: Optional[str] = None,
-                                      queue_id: Optional[str] = None, **fields: Any) -> str:
+                                      queue_id: Optional[str] = None, timeout: Optional[float] = 15.0,
+                                      **fields: Any) -> str:
         """Place a call by REST and return its conversation id; see
         :meth:`PureCloudWebrtcSdk.start_softphone_session`."""
-        return await self._run(self.sync.start_softphone_session, phone_number, user_id=user_id,
-                               queue_id=queue_id, **fields)
+        body = softphone_call_body(phone_number, user_id, queue_id, fields)
+        return await self._acall(lambda c: c.start_softphone_session(body, deadline(timeout)), grace(timeout),
+                                 "start_softphone_session")
 
     async def set_audio_mute(self, session: Any, muted: bool, *, rest: bool = True,
                              timeout: Optional[float] = None) -> None:
         """Mute or unmute a call (a session, an :class:`AsyncSession` or an id)."""
-        target = session.sync if isinstance(session, AsyncSession) else session
-        await self._run(self.sync.set_audio_mute, target, muted, rest=rest, timeout=timeout)
+        target = session if isinstance(session, AsyncSession) else self._wrap_session(
+            session if isinstance(session, Session) else self.sync.get_session(session))
+        await target.set_audio_mute(muted, rest=rest, timeout=timeout)
 
     setAudioMute = set_audio_mute  # noqa: N815
 

@@ -1,22 +1,22 @@
 """REST client for the Genesys Cloud Public API (the calls the softphone needs).
 
-One :class:`requests.Session` per SDK, bearer token, per-request timeout, and
-urllib3 retries on transient failures honouring ``Retry-After`` (PROTOCOL.md
-§1.2: 408/429/5xx are retried; 401/403 are final and raise
-:class:`~purecloud_webrtc.errors.AuthenticationError`).  Methods block; the
-SDK calls them from caller threads or from its REST worker threads, never from
-the core loop itself.
+One :class:`requests.Session` per SDK, bearer token, and retries on transient failures honouring
+``Retry-After`` (docs/protocol.rst §1.2: 408/429/5xx are retried for idempotent methods, a refused
+connection for any; 401/403 are final and raise :class:`~purecloud_webrtc.errors.AuthenticationError`).
+``timeout`` on every method is a **deadline for the whole call**, retries and ``Retry-After`` waits
+included: a wait that would end past it is not started.  Methods block; the SDK runs them on its one
+REST thread (``pcw-rest-N``), so the session is only ever used from that thread.
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
+import time
 from typing import Any, Dict, List, Optional
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from ._version import __version__
 from .errors import ApiError, AuthenticationError, ConnectionFailedError, TlsError
@@ -25,7 +25,7 @@ __all__ = ["ApiClient", "KNOWN_ENVIRONMENTS"]
 
 log = logging.getLogger(__name__)
 
-#: Environments the official SDKs know (PROTOCOL.md §1.1); others only warn.
+#: Environments the official SDKs know (docs/protocol.rst §1.1); others only warn.
 KNOWN_ENVIRONMENTS = (
     "mypurecloud.com",
     "mypurecloud.com.au",
@@ -57,22 +57,8 @@ class ApiClient:
         self.timeout = timeout
         self._token = access_token
         self._lock = threading.Lock()
+        self.retries = retries
         self._session = requests.Session()
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=0,
-            other=0,  # TLS verification failures and the like do not get better by retrying
-            status=retries,
-            backoff_factor=0.5,
-            status_forcelist=(408, 429, 500, 502, 503, 504),
-            allowed_methods=frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"}),
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = f"purecloud-webrtc-python/{__version__}"
         # True: the system's trusted CAs; a path: a CA bundle (e.g. a company proxy's, or the emulator's).
         # Passed with every request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests.
@@ -95,26 +81,67 @@ class ApiClient:
         """``{base}/api/v2/{path}`` with leading/trailing slashes of ``path`` trimmed (as the official client does)."""
         return f"{self.base_url}/api/v2/{path.strip('/')}"
 
+    #: Statuses worth another try (for idempotent methods).
+    RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+    IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
+
+    @staticmethod
+    def _retry_after(response: requests.Response) -> Optional[float]:
+        value = response.headers.get("Retry-After")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
     def request(self, method: str, path: str, *, json: Any = None, params: Optional[Dict[str, str]] = None,
                 timeout: Optional[float] = None) -> Any:
-        """Send one request and return the decoded JSON body (``None`` for an empty body).
+        """Send one request (with its retries) and return the decoded JSON body (``None`` for an empty body).
 
+        :param timeout: seconds for the whole call, retries and ``Retry-After`` waits included (default: the
+            client's per-request ``timeout``, with retries within three times that).
         :raises AuthenticationError: on 401/403.
-        :raises ApiError: on any other error status or an undecodable body.
-        :raises ConnectionFailedError: when the host cannot be reached.
+        :raises ApiError: on any other error status or an undecodable body (after the retries that fit).
+        :raises ConnectionFailedError: when the host cannot be reached (or the deadline passed).
         """
         url = self.url(path)
-        headers = {"Authorization": f"Bearer {self.access_token}"}
-        timeout = self.timeout if timeout is None else max(0.05, min(timeout, self.timeout))
-        try:
-            response = self._session.request(method, url, json=json, params=params, headers=headers,
-                                             timeout=timeout, verify=self._verify)
-        except requests.exceptions.SSLError as exc:
-            raise TlsError(f"TLS failed for {url}: {exc}", url=url) from exc
-        except requests.exceptions.Timeout as exc:
-            raise ConnectionFailedError(f"{method} {url} timed out after {timeout:.1f} s", url=url) from exc
-        except requests.exceptions.RequestException as exc:
-            raise ConnectionFailedError(f"cannot reach {url}: {exc}", url=url) from exc
+        start = time.monotonic()
+        deadline = start + (timeout if timeout is not None else 3 * self.timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            left = deadline - time.monotonic()
+            per_try = max(0.05, min(self.timeout, left))
+            headers = {"Authorization": f"Bearer {self.access_token}"}
+            try:
+                response = self._session.request(method, url, json=json, params=params, headers=headers,
+                                                 timeout=per_try, verify=self._verify)
+            except requests.exceptions.SSLError as exc:
+                raise TlsError(f"TLS failed for {url}: {exc}", url=url) from exc
+            except requests.exceptions.ConnectionError as exc:
+                # Nothing reached the server when the connection was refused: safe to try again for any method.
+                refused = not isinstance(exc, requests.exceptions.ReadTimeout)
+                if refused and self._can_wait(attempt, 0.5 * 2 ** (attempt - 1), deadline):
+                    continue
+                if isinstance(exc, requests.exceptions.ConnectTimeout):
+                    raise ConnectionFailedError(f"{method} {url} timed out after {per_try:.1f} s", url=url) from exc
+                raise ConnectionFailedError(f"cannot reach {url}: {exc}", url=url) from exc
+            except requests.exceptions.Timeout as exc:
+                raise ConnectionFailedError(f"{method} {url} timed out after {per_try:.1f} s", url=url) from exc
+            except requests.exceptions.RequestException as exc:
+                raise ConnectionFailedError(f"cannot reach {url}: {exc}", url=url) from exc
+            if response.status_code in self.RETRY_STATUSES and method.upper() in self.IDEMPOTENT:
+                delay = self._retry_after(response)
+                if self._can_wait(attempt, 0.5 * 2 ** (attempt - 1) if delay is None else delay, deadline):
+                    response.close()
+                    continue
+            break
         correlation_id = response.headers.get("inin-correlation-id")
         log.debug("%s %s -> %s (correlation %s)", method, url, response.status_code, correlation_id)
         body: Any = None
@@ -141,6 +168,13 @@ class ApiClient:
                            method=method, url=url, correlation_id=correlation_id, body=body)
         return body
 
+    def _can_wait(self, attempt: int, delay: float, deadline: float) -> bool:
+        """Sleep ``delay`` before another try when retries are left and it ends before ``deadline``."""
+        if attempt > self.retries or time.monotonic() + delay >= deadline:
+            return False
+        time.sleep(delay)
+        return True
+
     # -- the calls of the softphone ----------------------------------------------------
 
     def get_me(self, timeout: Optional[float] = None) -> Dict[str, Any]:
@@ -162,17 +196,19 @@ class ApiClient:
                            url=self.url("notifications/channels"))
         return body
 
-    def get_conversation(self, conversation_id: str) -> Dict[str, Any]:
+    def get_conversation(self, conversation_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
         """``GET /conversations/calls/{id}``."""
-        return self.request("GET", f"conversations/calls/{conversation_id}")
+        return self.request("GET", f"conversations/calls/{conversation_id}", timeout=timeout)
 
-    def patch_participant(self, conversation_id: str, participant_id: str, body: Dict[str, Any]) -> Any:
+    def patch_participant(self, conversation_id: str, participant_id: str, body: Dict[str, Any],
+                          timeout: Optional[float] = None) -> Any:
         """``PATCH /conversations/calls/{cid}/participants/{pid}``."""
-        return self.request("PATCH", f"conversations/calls/{conversation_id}/participants/{participant_id}", json=body)
+        return self.request("PATCH", f"conversations/calls/{conversation_id}/participants/{participant_id}", json=body,
+                            timeout=timeout)
 
-    def place_call(self, body: Dict[str, Any]) -> Dict[str, Any]:
+    def place_call(self, body: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
         """``POST /conversations/calls``: returns the new conversation (``id``)."""
-        return self.request("POST", "conversations/calls", json=body)
+        return self.request("POST", "conversations/calls", json=body, timeout=timeout)
 
     @staticmethod
     def my_participant(conversation: Dict[str, Any], user_id: str) -> Optional[Dict[str, Any]]:
@@ -184,7 +220,7 @@ class ApiClient:
 
     @staticmethod
     def my_connected_participant(conversation: Dict[str, Any], user_id: str) -> Optional[Dict[str, Any]]:
-        """This user's participant in ``conversation`` that is ``connected`` (v1.3.0 rule, PROTOCOL.md §8 #8).
+        """This user's participant in ``conversation`` that is ``connected`` (v1.3.0 rule, docs/protocol.rst §8 #8).
 
         When several match (re-joins), the last one listed is the most recent.
         """

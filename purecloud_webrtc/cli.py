@@ -514,6 +514,21 @@ class _Doctor:
             _out(f"       fix: {result.fix}")
 
 
+def _check_internals() -> _Check:
+    from ._internals import TESTED, check_versions, installed_versions, probe
+
+    versions = ", ".join(f"{name} {version}" for name, version in installed_versions().items())
+    failed = {name: status.reason for name, status in probe().items() if status.state == "failed"}
+    problems = check_versions()
+    if failed or problems:
+        detail = "; ".join(problems + [f"{name}: {reason}" for name, reason in failed.items()])
+        tested = ", ".join(f"{n} {lo}..{hi}" for n, (lo, hi) in TESTED.items())
+        return _Check("FAIL", f"internals ({versions}): {detail}",
+                      f"install versions in the tested range ({tested}); the SDK falls back meanwhile")
+    states = ", ".join(f"{name} {status.state}" for name, status in probe().items())
+    return _Check("ok", f"internals ({versions}): {states}")
+
+
 def _check_rest(sdk: Any) -> _Check:
     from .errors import (
         AuthenticationError,
@@ -724,6 +739,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     else:
         doctor.report(_Check("skip", "REST, streaming and ICE checks: skipped (need a token)"))
     doctor.run("loopback media test", _check_media)
+    doctor.run("hooks into aiortc/aioice/PyAV internals", _check_internals, required=False)
     doctor.run("audio devices", _check_devices, required=False)
     verdict = "all required checks passed" if not doctor.failed else f"{doctor.failed} check(s) failed"
     _out(f"doctor: {verdict}" + (f", {doctor.warned} warning(s)" if doctor.warned else ""))

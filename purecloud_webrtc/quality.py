@@ -1,7 +1,7 @@
 """Per-session call statistics, the official estimated MOS, and quality warnings.
 
 :func:`estimated_mos` is the formula of the official SDK's stats aggregator
-(PROTOCOL.md §7.3, ``calculateEstimatedMos``): effective latency
+(docs/protocol.rst §7.3, ``calculateEstimatedMos``): effective latency
 ``E = 1000·L + 2·1000·J + 10`` ms from the mean one-way latency ``L`` (half the
 mean RTT) and the mean jitter ``J``; ``R = 93.2 − E/40`` below 160 ms, else
 ``93.2 − (E − 120)/10``; ``R −= 250·p`` for the loss fraction ``p`` (lost /

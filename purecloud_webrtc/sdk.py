@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
+from ._commands import deadline as _deadline, grace as _grace
 from ._core import AcceptOptions, Core
 from ._trust import Limits, TrustedPeers
 from .api import KNOWN_ENVIRONMENTS, ApiClient
@@ -183,6 +184,24 @@ def _check_ice_servers(value: Any) -> Optional[List[Dict[str, Any]]]:
     return servers
 
 
+def softphone_call_body(phone_number: Optional[str], user_id: Optional[str], queue_id: Optional[str],
+                        fields: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``POST conversations/calls`` body of ``start_softphone_session``.
+
+    :raises UsageError: when it names nobody to call.
+    """
+    body: Dict[str, Any] = dict(fields)
+    if phone_number:
+        body["phoneNumber"] = phone_number
+    if user_id:
+        body["callUserId"] = user_id
+    if queue_id:
+        body["callQueueId"] = queue_id
+    if not any(k in body for k in ("phoneNumber", "callUserId", "callQueueId", "participants", "conversationIds")):
+        raise UsageError("start_softphone_session needs phone_number, user_id or queue_id")
+    return body
+
+
 class PureCloudWebrtcSdk(Emitter):
     """A Genesys Cloud WebRTC softphone client.
 
@@ -314,7 +333,6 @@ class PureCloudWebrtcSdk(Emitter):
         self._core.start()
         self._closed = False
         self._close_lock = threading.Lock()
-        self._user_disconnected = False
         self.org: Optional[Dict[str, Any]] = None
 
     def _validate(self, values: Dict[str, Any], **extra: Any) -> SdkOptions:
@@ -437,6 +455,13 @@ class PureCloudWebrtcSdk(Emitter):
         return self._core.me
 
     @property
+    def internals(self) -> Dict[str, Any]:
+        """Which hooks into aiortc/aioice/PyAV internals are active (see :func:`purecloud_webrtc.probe`)."""
+        from ._internals import probe
+
+        return {name: status for name, status in probe().items()}
+
+    @property
     def ice_servers(self) -> List[Dict[str, Any]]:
         """The ICE servers in use (discovered or given)."""
         return list(self._core.ice_servers)
@@ -490,26 +515,8 @@ class PureCloudWebrtcSdk(Emitter):
         :raises OperationTimeoutError: it took longer than ``timeout`` seconds.
         """
         self._check_open("initialize")
-        if self._core.state == "connected":
-            return
-        self._user_disconnected = False
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def remaining() -> Optional[float]:
-            return None if deadline is None else max(0.05, deadline - time.monotonic())
-
-        try:
-            self.org = self.api.get_organization(timeout=remaining())
-        except AuthenticationError:
-            raise
-        except ConnectionFailedError as exc:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise OperationTimeoutError("initialize", timeout) from exc
-            raise
-        except ApiError as exc:
-            self.log.warning("GET organizations/me failed (%s); continuing without organization details", exc)
-        self._core.call(lambda: self._core.connect(deadline=deadline), remaining(), "initialize")
-        self._emit("ready")
+        self._core.call(lambda: self._core.commands.initialize(_deadline(timeout), timeout), _grace(timeout),
+                        "initialize")
 
     def disconnect(self, timeout: Optional[float] = 10.0) -> None:
         """Close the streaming connection (no reconnect).
@@ -519,15 +526,7 @@ class PureCloudWebrtcSdk(Emitter):
         """
         if self._closed:
             return
-        self._user_disconnected = True
-        was = self._core.state
-
-        async def run() -> None:
-            await self._core.disconnect()
-            if was in ("connected", "connecting", "disconnected") and not self.options.session_survivability:
-                self._core.end_all_sessions_locally("connectivity-error")
-
-        self._core.call(run, timeout, "disconnect")
+        self._core.call(self._core.commands.disconnect, timeout, "disconnect")
 
     def close(self, timeout: float = 10.0) -> None:
         """End every session, disconnect, and stop every thread of this SDK.  Idempotent, any thread.
@@ -539,7 +538,6 @@ class PureCloudWebrtcSdk(Emitter):
             if self._closed:
                 return
             self._closed = True
-        self._user_disconnected = True
         core = self._core
         try:
             if core.thread.is_alive() and not core.on_core_thread():
@@ -552,6 +550,7 @@ class PureCloudWebrtcSdk(Emitter):
                 if not core.on_core_thread():
                     core.thread.join(timeout)
             core.executor.shutdown(wait=not core.on_core_thread())
+            core.rest_executor.shutdown(wait=not core.on_core_thread())
             for stream in [core.stream, *core.old_streams]:
                 if stream is not None and stream.transport is not None:
                     stream.transport.close()
@@ -608,17 +607,15 @@ class PureCloudWebrtcSdk(Emitter):
         :raises SessionStateError: already accepted.
         """
         self._check_open("accept_pending_session")
-        if not isinstance(id, str) or not id:
-            raise UsageError("accept_pending_session needs the pending session id (a string)")
         options = AcceptOptions(source, sink, auto_start_media, auto_connect_session)
-        self._core.call(lambda: self._core.accept_pending(id, options), timeout, "accept_pending_session")
+        self._core.call(lambda: self._core.commands.accept_pending(id, options), timeout, "accept_pending_session")
 
     acceptPendingSession = accept_pending_session  # noqa: N815 - the seed's spelling
 
     def _accept_session(self, core_session: Any, source: Any, sink: Any, auto_start_media: bool,
                         timeout: Optional[float]) -> None:
         self._check_open("accept")
-        self._core.call(lambda: self._core.accept_session(core_session, source, sink, auto_start_media),
+        self._core.call(lambda: self._core.commands.accept_session(core_session, source, sink, auto_start_media),
                         timeout or 20.0, "session.accept")
 
     def end_session(
@@ -639,30 +636,10 @@ class PureCloudWebrtcSdk(Emitter):
         :raises SessionNotFoundError: no live session with that id / conversation id.
         """
         self._check_open("end_session")
-        session = self._find_session(id, conversation_id)
-        if self._dispatcher.on_events_thread():
-            wait = 0.0  # inside a callback: never wait for an event we would have to deliver ourselves
-        else:
-            wait = min(5.0, timeout) if timeout else 5.0
-        me = self._core.me or {}
-        rest_ok = False
-        if session.conversation_id and me.get("id"):
-            try:
-                conversation = self.api.get_conversation(session.conversation_id)
-                participant = self.api.my_connected_participant(conversation, me["id"])
-                if participant is None:
-                    raise ApiError(f"no connected participant of this user in conversation {session.conversation_id}")
-                self.api.patch_participant(session.conversation_id, participant["id"], {"state": "disconnected"})
-                rest_ok = True
-            except (ApiError, ConnectionFailedError) as exc:
-                self._core.trace("warning", f"ending {session.sid} by REST failed ({exc}); sending session-terminate",
-                                 {"session_id": session.sid})
-        if rest_ok and wait > 0:
-            deadline = time.monotonic() + wait
-            while not session.ended and time.monotonic() < deadline:
-                time.sleep(0.02)
-        if not session.ended:
-            self._core.call(lambda: session.finish(reason, send=True), timeout, "end_session")
+        # Inside a callback it must not wait for the sessionEnded it would have to deliver itself.
+        wait = not self._dispatcher.on_events_thread()
+        self._core.call(lambda: self._core.commands.end_session(id, conversation_id, reason, _deadline(timeout), wait),
+                        _grace(timeout), "end_session")
 
     endSession = end_session  # noqa: N815
 
@@ -683,77 +660,42 @@ class PureCloudWebrtcSdk(Emitter):
 
         Like the newest official SDK, the call is declined by REST (this user's participant ``PATCH``ed to
         ``disconnected``); XEP-0353 ``reject`` goes to the proposer and to our own bare JID too, so this
-        user's other devices stop ringing (PROTOCOL.md §3.4).  No ``cancelPendingSession`` follows.
+        user's other devices stop ringing (docs/protocol.rst §3.4).  No ``cancelPendingSession`` follows.
 
         :raises SessionNotFoundError: unknown id, or no longer pending.
         """
         self._check_open("reject_pending_session")
-        # Forget it locally first (so the retract that follows is not reported), decline by REST, then
-        # tell the proposer and our other devices over XMPP.
-        info = self._core.call(lambda: self._core.reject_pending(id), timeout, "reject_pending_session")
-        me = self._core.me or {}
-        if info.conversation_id and me.get("id"):
-            try:
-                conversation = self.api.get_conversation(info.conversation_id)
-                participant = self.api.my_participant(conversation, me["id"])
-                if participant is not None:
-                    self.api.patch_participant(info.conversation_id, participant["id"], {"state": "disconnected"})
-            except (ApiError, ConnectionFailedError) as exc:
-                self._core.trace("warning", f"declining {id} by REST failed ({exc}); sending the XMPP reject")
-        self._core.call(lambda: self._core.send_reject(info), timeout, "reject_pending_session")
+        self._core.call(lambda: self._core.commands.reject_pending(id, _deadline(timeout)), _grace(timeout),
+                        "reject_pending_session")
 
     rejectPendingSession = reject_pending_session  # noqa: N815
 
-    def set_conversation_held(self, conversation_id: str, held: bool) -> None:
+    def set_conversation_held(self, conversation_id: str, held: bool, *, timeout: Optional[float] = 15.0) -> None:
         """Put this user's side of a conversation on hold (or take it off): REST ``{"held": ...}``.
 
         :raises ApiError: when the conversation or this user's participant cannot be found or updated.
         """
         self._check_open("set_conversation_held")
-        if not isinstance(held, bool):
-            raise UsageError("held must be True or False")
-        self._patch_my_participant(conversation_id, {"held": held})
+        self._core.call(lambda: self._core.commands.set_conversation_held(conversation_id, held, _deadline(timeout)),
+                        _grace(timeout), "set_conversation_held")
 
     setConversationHeld = set_conversation_held  # noqa: N815
 
-    def _patch_my_participant(self, conversation_id: str, body: Dict[str, Any]) -> None:
-        me = self._core.me or {}
-        if not me.get("id"):
-            raise UsageError("initialize() first: the user is not known yet")
-        conversation = self.api.get_conversation(conversation_id)
-        participant = self.api.my_participant(conversation, me["id"])
-        if participant is None:
-            raise ApiError(f"this user has no active participant in conversation {conversation_id}")
-        self.api.patch_participant(conversation_id, participant["id"], body)
-
-    def _post_digits(self, conversation_id: str, digits: str) -> None:
-        """REST DTMF: ``POST /conversations/calls/{cid}/participants/{pid}/digits`` (PROTOCOL.md §1.2)."""
-        me = self._core.me or {}
-        conversation = self.api.get_conversation(conversation_id)
-        participant = self.api.my_participant(conversation, me.get("id", ""))
-        if participant is None:
-            raise ApiError(f"this user has no active participant in conversation {conversation_id}")
-        self.api.request("POST", f"conversations/calls/{conversation_id}/participants/{participant['id']}/digits",
-                         json={"digits": digits})
-
-    def fetch_users_station(self) -> Dict[str, Any]:
+    def fetch_users_station(self, *, timeout: Optional[float] = 15.0) -> Dict[str, Any]:
         """The user's effective station (``GET users/me?expand=station``, then ``GET stations/{id}``).
 
         :raises ApiError: when the user has no station.
         """
         self._check_open("fetch_users_station")
-        me = self.api.request("GET", "users/me", params={"expand": "station"})
-        station = (((me or {}).get("station") or {}).get("effectiveStation") or {}).get("id")
-        if not station:
-            raise ApiError("this user has no effective station (assign a WebRTC phone in Genesys Cloud)")
-        return self.api.request("GET", f"stations/{station}")
+        return self._core.call(lambda: self._core.commands.fetch_users_station(_deadline(timeout)), _grace(timeout),
+                               "fetch_users_station")
 
     fetchUsersStation = fetch_users_station  # noqa: N815
 
     def wait_for_session(self, conversation_id: str, timeout: Optional[float] = 15.0) -> Session:
         """The session of ``conversation_id``, whether it started before this call or starts within ``timeout``.
 
-        Use it after :meth:`start_softphone_session`: the REST answer and the proposal race (SEED-API
+        Use it after :meth:`start_softphone_session`: the REST answer and the proposal race (the official SDK's
         behaviour notes), so the session may already exist.
         """
         with self.expect_event("sessionStarted", timeout, lambda s: s.conversation_id == conversation_id) as ev:
@@ -764,7 +706,8 @@ class PureCloudWebrtcSdk(Emitter):
         return existing if existing is not None else ev.value
 
     def start_softphone_session(self, phone_number: Optional[str] = None, *, user_id: Optional[str] = None,
-                                queue_id: Optional[str] = None, **fields: Any) -> str:
+                                queue_id: Optional[str] = None, timeout: Optional[float] = 15.0,
+                                **fields: Any) -> str:
         """Place a call by REST (``POST /conversations/calls``) and return its conversation id.
 
         The service then proposes the call to this user with auto-answer set; with
@@ -772,20 +715,9 @@ class PureCloudWebrtcSdk(Emitter):
         Correlate the session by its ``conversation_id``.
         """
         self._check_open("start_softphone_session")
-        body: Dict[str, Any] = dict(fields)
-        if phone_number:
-            body["phoneNumber"] = phone_number
-        if user_id:
-            body["callUserId"] = user_id
-        if queue_id:
-            body["callQueueId"] = queue_id
-        if not any(k in body for k in ("phoneNumber", "callUserId", "callQueueId", "participants", "conversationIds")):
-            raise UsageError("start_softphone_session needs phone_number, user_id or queue_id")
-        result = self.api.place_call(body)
-        conversation_id = result.get("id") if isinstance(result, dict) else None
-        if not conversation_id:
-            raise ApiError("POST conversations/calls returned no conversation id", body=result)
-        return conversation_id
+        body = softphone_call_body(phone_number, user_id, queue_id, fields)
+        return self._core.call(lambda: self._core.commands.start_softphone_session(body, _deadline(timeout)),
+                               _grace(timeout), "start_softphone_session")
 
     def __repr__(self) -> str:
         return f"<PureCloudWebrtcSdk {self.options.environment} state={self.state} jid={self.jid}>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from ._commands import DEFAULT_TIMEOUT, deadline as _deadline, grace as _grace
 from .events import SESSION_EVENTS, Emitter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,33 +141,8 @@ class Session(Emitter):
         :raises SessionStateError: in-band while the session sends no audio.
         :raises ApiError: when the REST request fails.
         """
-        from .errors import SessionStateError
-        from .media.dtmf import check_digits
-
-        digits = check_digits(digits)
-        if method == "auto":
-            if self._core_session.te_sender is not None:
-                method = "rfc4733"
-            else:
-                method = "rest" if self.conversation_id else "inband"
-        if method == "rfc4733":
-            sender = self._core_session.te_sender
-            if sender is None or self.ended:
-                raise SessionStateError(f"session {self.id}: telephone-event was not negotiated", session_id=self.id)
-            sender.send(digits, duration, gap)
-        elif method == "inband":
-            track = self._core_session.dtmf_track
-            if track is None or self.ended:
-                raise SessionStateError(f"session {self.id} sends no audio: in-band DTMF is not possible",
-                                        session_id=self.id)
-            track.send(digits, duration, gap)
-        elif method == "rest":
-            if not self.conversation_id:
-                raise SessionStateError(f"session {self.id} has no conversation id for REST DTMF", session_id=self.id)
-            self._sdk._post_digits(self.conversation_id, digits)
-        else:
-            raise ValueError(f"method must be 'auto', 'rfc4733', 'inband' or 'rest', not {method!r}")
-        return method
+        return self._call(lambda c: c.send_dtmf(self._core_session, digits, method, duration, gap, _deadline(timeout)),
+                          timeout, "send_dtmf")
 
     sendDtmf = send_dtmf  # noqa: N815
 
@@ -182,8 +158,8 @@ class Session(Emitter):
         """
         quality = self._core_session.quality
         if self._core_session.ended and quality.last is not None:
-            return quality.last
-        return self._sdk._core.call(lambda: quality.collect(), timeout, "session.get_stats")
+            return quality.last  # the final snapshot, also after close()
+        return self._call(lambda c: c.get_stats(self._core_session), timeout, "session.get_stats")
 
     getStats = get_stats  # noqa: N815
 
@@ -203,7 +179,11 @@ class Session(Emitter):
         :meth:`get_stats`), or ``None``."""
         return self._core_session.quality.last
 
-    # -- live audio (purecloud_webrtc/_audio.py does the work) ----------------------------------
+    # -- live audio (purecloud_webrtc/_commands.py does the work, on the core loop) ------------------
+
+    def _call(self, make: Any, timeout: Optional[float], what: str) -> Any:
+        core = self._sdk._core
+        return core.call(lambda: make(core.commands), _grace(timeout or DEFAULT_TIMEOUT), what)
 
     def set_source(self, source: Any, *, close_previous: bool = True, timeout: Optional[float] = None) -> None:
         """Send ``source`` from now on, without renegotiation (any thread but the core's).
@@ -216,9 +196,8 @@ class Session(Emitter):
         :raises SessionStateError: the session has ended, is not answered yet, or was answered receive-only.
         :raises AudioDeviceError: the device could not be opened (the call keeps its current source).
         """
-        from ._audio import set_source
-
-        set_source(self._sdk, self._core_session, source, close_previous=close_previous, timeout=timeout)
+        self._call(lambda c: c.set_source(self._core_session, source, close_previous, _deadline(timeout)), timeout,
+                   "set_source")
 
     def set_sink(self, sink: Any, *, close_previous: bool = True, timeout: Optional[float] = None) -> None:
         """Play the remote audio into ``sink`` from now on, e.g. ``SpeakerSink("headset")`` (any thread).
@@ -227,9 +206,8 @@ class Session(Emitter):
         :raises SessionStateError: the session has ended or is not answered yet.
         :raises AudioDeviceError: the device could not be opened (the call keeps its current sink).
         """
-        from ._audio import set_sink
-
-        set_sink(self._sdk, self._core_session, sink, close_previous=close_previous, timeout=timeout)
+        self._call(lambda c: c.set_sink(self._core_session, sink, close_previous, _deadline(timeout)), timeout,
+                   "set_sink")
 
     def set_audio_mute(self, muted: bool, *, rest: bool = True, timeout: Optional[float] = None) -> None:
         """Mute (send silence, no renegotiation) or unmute this call, then tell the service by REST.
@@ -240,9 +218,8 @@ class Session(Emitter):
 
         :raises ApiError: the REST update failed; the local mute is in effect anyway.
         """
-        from ._audio import set_audio_mute
-
-        set_audio_mute(self._sdk, self._core_session, muted, rest=rest, timeout=timeout)
+        self._call(lambda c: c.set_audio_mute(self._core_session, muted, rest, _deadline(timeout)), timeout,
+                   "set_audio_mute")
 
     @property
     def muted(self) -> bool:
@@ -272,18 +249,19 @@ class Session(Emitter):
         :raises UsageError: already recording.
         :raises OSError: the file cannot be created.
         """
-        from ._audio import start_recording
-
-        start_recording(self._sdk, self._core_session, path, timeout=timeout, mode=mode)
+        self._call(lambda c: c.start_recording(self._core_session, path, mode, _deadline(timeout)), timeout,
+                   "start_recording")
 
     def stop_recording(self, timeout: Optional[float] = None) -> Any:
         """Stop recording and finish the file; returns a ``Recording(path, seconds)``.
 
         :raises UsageError: nothing was recorded.
         """
-        from ._audio import stop_recording
-
-        return stop_recording(self._sdk, self._core_session, timeout=timeout)
+        core = self._sdk._core
+        if not core.thread.is_alive():
+            # The SDK was closed: the call ended and its recorder stopped; only the file's figures are left.
+            return core.commands.finished_recording(self._core_session)
+        return self._call(lambda c: c.stop_recording(self._core_session), timeout, "stop_recording")
 
     def __repr__(self) -> str:
         return (f"<Session {self.id} conversation={self.conversation_id} state={self.state} "

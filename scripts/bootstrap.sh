@@ -11,6 +11,8 @@
 #   BOOTSTRAP_EXTRAS  extras to install (default: test,audio,emulator)
 #   BOOTSTRAP_NO_APT  set to 1 to never call apt-get (only report what is missing)
 #   VENV              virtualenv folder (default: .venv in the repository root)
+#   BOOTSTRAP_CONSTRAINTS  a pip constraints file (e.g. scripts/constraints-oldest.txt for
+#                     the oldest tested aiortc/aioice/av, which `make test` builds in .venv-oldest)
 #
 # `bootstrap.sh --check` changes nothing: it exits 0 if .venv is up to date with
 # the packaging files (a run now would skip pip), 1 otherwise.
@@ -28,6 +30,7 @@ cd "$ROOT"
 
 VENV=${VENV:-$ROOT/.venv}
 EXTRAS=${BOOTSTRAP_EXTRAS:-test,audio,emulator}
+CONSTRAINTS=${BOOTSTRAP_CONSTRAINTS:-}
 export DEBIAN_FRONTEND=noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -75,6 +78,7 @@ fingerprint() {
     {
         cat setup.cfg
         cat setup.py pyproject.toml purecloud_webrtc/_version.py 2>/dev/null || true
+        if [ -n "$CONSTRAINTS" ]; then cat "$CONSTRAINTS"; fi
         find purecloud_webrtc -name __init__.py 2>/dev/null | LC_ALL=C sort
         "$VENV/bin/python" -c 'import sys; print(sys.version)'
     } | sha256sum | cut -d' ' -f1
@@ -256,8 +260,10 @@ if [ -n "$(needed_extras)" ]; then
         log "upgrading the venv's old pip"
         quiet "pip upgrade" "$VENV/bin/python" -m pip install -q --upgrade 'pip>=22'
     fi
-    log "pip install -e '.[$all_extras]' (first run builds pyaudio; takes a minute)"
-    quiet "pip install" "$VENV/bin/python" -m pip install -q -e ".[$all_extras]"
+    constraint_args=()
+    if [ -n "$CONSTRAINTS" ]; then constraint_args=(-c "$CONSTRAINTS"); fi
+    log "pip install -e '.[$all_extras]' ${CONSTRAINTS:+(constraints $CONSTRAINTS) }(first run builds pyaudio; takes a minute)"
+    quiet "pip install" "$VENV/bin/python" -m pip install -q "${constraint_args[@]}" -e ".[$all_extras]"
     printf '%s %s\n' "$FP" "$all_extras" >"$STAMP"
     log "done: $VENV is ready"
 else

@@ -1,4 +1,8 @@
-"""Shared fixtures: the emulator, SDKs pointed at it, and leak checks.
+"""Shared fixtures: the emulator, SDKs pointed at it, and leak checks; the test lanes.
+
+Lanes, one folder each, marked by folder (``pytest -m unit`` ...): ``unit/`` (no server, no emulator,
+seconds; ``make test-fast``), ``integration/`` (the emulator), ``interop/`` (Prosody, stanza,
+libwebrtc) and ``devices/`` (a private PulseAudio).  ``make test`` runs them all.
 
 Every SDK made here gathers ICE host candidates on 127.0.0.1 only (the network rule),
 and every test fails if it leaves a thread of ours (``pcw-*``) running.
@@ -9,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
@@ -17,6 +22,20 @@ import purecloud_webrtc as pcw
 import purecloud_webrtc.media  # noqa: F401  (pcw.media below)
 from helpers import wait_until  # noqa: F401  (re-exported for older imports)
 from pulse import pulse_server  # noqa: F401  (the private PulseAudio fixture, tests/pulse.py)
+
+
+LANES = ("unit", "integration", "interop", "devices")
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    for item in items:
+        try:
+            lane = Path(str(item.fspath)).resolve().relative_to(_HERE).parts[0]
+        except ValueError:
+            continue
+        if lane in LANES:
+            item.add_marker(getattr(pytest.mark, lane))
 
 
 def _our_threads() -> List[threading.Thread]:

@@ -1,6 +1,6 @@
 """A private, userspace PulseAudio server with virtual devices, for device-backed tests.
 
-RECIPES.md §3: null sinks ``pcw_speaker`` and ``pcw_speaker2`` (virtual speakers, each with a
+docs/protocol.rst §13.3: null sinks ``pcw_speaker`` and ``pcw_speaker2`` (virtual speakers, each with a
 ``.monitor`` to record what was played), null sinks ``pcw_mic_feed``/``pcw_mic2_feed`` whose
 monitors are remapped into the sources ``pcw_mic``/``pcw_mic2`` (virtual microphones: what is
 played into a feed is what the microphone captures).  An ALSA configuration file, appended to

@@ -1,7 +1,7 @@
 """The emulated far end of each call: the XMPP↔SIP gateway ("gjoll") and a real aiortc party.
 
 An :class:`EmulatedCall` is one conversation.  Its gateway side speaks
-XEP-0353 (propose / proceed / retract, PROTOCOL.md §3) and Jingle as the
+XEP-0353 (propose / proceed / retract, docs/protocol.rst §3) and Jingle as the
 *initiator* (§4), or the JSON-RPC "SDP over XMPP" dialect (§5) when the
 emulator is built with ``sdp_over_xmpp=True``.  Its media side is a real
 aiortc ``RTCPeerConnection`` that plays a tone (:class:`~purecloud_webrtc.media.ToneSource`)
@@ -757,7 +757,7 @@ class EmulatedCall:
 
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
-        # The gateway offers telephone-event beside the voice codecs (PROTOCOL.md A.5); aiortc does not.
+        # The gateway offers telephone-event beside the voice codecs (docs/protocol.rst §4.2); aiortc does not.
         from ..media.rfc4733 import offer_telephone_event
 
         sdp = offer_telephone_event(pc.localDescription.sdp)

@@ -1,4 +1,4 @@
-"""The emulated Public API (``/api/v2/...``) on aiohttp (PROTOCOL.md §1).
+"""The emulated Public API (``/api/v2/...``) on aiohttp (docs/protocol.rst §1).
 
 Bearer-token auth per user, an ``inin-correlation-id`` header on every
 response, JSON errors shaped like the real service's

@@ -66,7 +66,7 @@ class Emulator:
         proposals and Jingle through it instead of the emulator's own streaming service;
         the SDK then connects to that server too (``streaming_url=``).
     :param sdp_over_xmpp: propose with ``inin-sdp-over-xmpp="true"`` and negotiate with
-        JSON-RPC (PROTOCOL.md §5) instead of Jingle.
+        JSON-RPC (docs/protocol.rst §5) instead of Jingle.
     :param logger: logger to use (default ``purecloud_webrtc.emulator``; frames go to its
         ``.wire`` child at DEBUG).
     :param user_name: display name of the default user.
@@ -427,7 +427,7 @@ class Emulator:
         :param trickle: trickle the gateway's candidates (default: ``trickle_candidates``).
         :param from_address: the caller's number.
         :param sdp_over_xmpp: negotiate this call with JSON-RPC instead of Jingle (default: the emulator's
-            ``sdp_over_xmpp``); the service chooses per call (PROTOCOL.md §5).
+            ``sdp_over_xmpp``); the service chooses per call (docs/protocol.rst §5).
         """
         target = self._state.resolve_user(user)
         call: EmulatedCall = self._on_loop(
@@ -467,7 +467,7 @@ class Emulator:
     def drop_connections(self, user: UserRef = None) -> None:
         """Cut every WebSocket of ``user`` abruptly (no ``<close/>``, no WebSocket close frame).
 
-        Calls go on: media is peer to peer (PROTOCOL.md §2.10).
+        Calls go on: media is peer to peer (docs/protocol.rst §2.10).
         """
         target = self._state.resolve_user(user)
         router = self._router_or_fail()
@@ -482,7 +482,7 @@ class Emulator:
         self.logger.info("dropped %d connection(s) of %s", count, target.jid)
 
 
-    # -- faults (PROTOCOL.md §2.3, §2.6) ---------------------------------------------
+    # -- faults (docs/protocol.rst §2.3, §2.6) ---------------------------------------------
 
     def send_raw(self, text: str, user: UserRef = None) -> int:
         """Send ``text`` as one frame, unchecked, to every bound connection of ``user``; returns how many.

@@ -1,7 +1,7 @@
 """The emulated streaming service: XMPP over WebSocket (RFC 7395) and stanza routing.
 
 One :class:`XmppConnection` per WebSocket at ``/stream/channels/{channelId}``
-walks the stream through open → SASL PLAIN → restart → bind (PROTOCOL.md
+walks the stream through open → SASL PLAIN → restart → bind (docs/protocol.rst
 §2.2–2.4); the :class:`XmppRouter` then delivers what bound clients send:
 IQs to the server (ping, XEP-0215 ``services``, disco#info), messages to a bare
 JID to every bound resource of that user (the sender included, §2.4), stanzas to

@@ -1,6 +1,6 @@
 """XEP-0353 (Jingle Message Initiation) and Jingle IQ builders/parsers, as Genesys profiles them.
 
-Pure functions: no I/O.  PROTOCOL.md §3 (namespace ``urn:xmpp:jingle-message:0``;
+Pure functions: no I/O.  docs/protocol.rst §3 (namespace ``urn:xmpp:jingle-message:0``;
 ``proceed`` to the proposer, ``accept`` to our own bare JID) and §4.
 """
 
@@ -56,7 +56,7 @@ class JmiMessage:
 
     @property
     def auto_answer(self) -> bool:
-        # A string compare: "false" must not be truthy (PROTOCOL.md §8 #6).
+        # A string compare: "false" must not be truthy (docs/protocol.rst §8 #6).
         return (self.attrs.get("inin-autoanswer") or "").strip().lower() == "true"
 
     @property
@@ -81,7 +81,7 @@ def parse_jmi(message: Element) -> Optional[JmiMessage]:
 
 
 def build_jmi(action: str, sid: str, to: str, **attrs: Optional[str]) -> Element:
-    """``<message to><{action} xmlns=jingle-message:0 id/></message>`` (no ``type``, PROTOCOL.md §10.5)."""
+    """``<message to><{action} xmlns=jingle-message:0 id/></message>`` (no ``type``, docs/protocol.rst §10.5)."""
     if action not in JMI_ACTIONS:
         raise ValueError(f"unknown XEP-0353 action {action!r}")
     payload = element(q("jmi", action), {"id": sid, **attrs})

@@ -1,6 +1,6 @@
 """SDP-over-XMPP: the ``genesys-webrtc`` JSON-RPC 2.0 envelope the service may use instead of Jingle.
 
-PROTOCOL.md §5: chosen by the server per call (``inin-sdp-over-xmpp="true"`` on the propose);
+docs/protocol.rst §5: chosen by the server per call (``inin-sdp-over-xmpp="true"`` on the propose);
 ``offer``/``iceCandidate``/``terminate`` come from the server, ``answer``/``iceCandidate``/``info``/
 ``terminate`` go to it, each as an ``<iq type="set"><genesys-webrtc xmlns="genesys">{JSON}</genesys-webrtc></iq>``.
 Pure functions, no I/O.

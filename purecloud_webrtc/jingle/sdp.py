@@ -1,4 +1,4 @@
-"""Pure translation between SDP and Jingle (PROTOCOL.md §4.9).
+"""Pure translation between SDP and Jingle (docs/protocol.rst §4.9).
 
 Covers XEP-0166 contents, XEP-0167 RTP descriptions, XEP-0176 ICE-UDP
 transports, XEP-0293 RTCP feedback, XEP-0294 header extensions, XEP-0320 DTLS

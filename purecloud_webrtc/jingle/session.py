@@ -1,6 +1,6 @@
 """The Jingle responder state machine with its aiortc peer connection (core loop only).
 
-The gateway is always the Jingle initiator and we the responder (PROTOCOL.md §4).
+The gateway is always the Jingle initiator and we the responder (docs/protocol.rst §4).
 A session is created by ``session-initiate``; :meth:`JingleSession.accept`
 answers it: ``session-accept`` without candidates, one ``transport-info`` per
 candidate, then ``<gathering-complete/>`` (aiortc gathers everything before
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class SessionState:
-    """Values of ``session.state`` (PROTOCOL.md §4.8)."""
+    """Values of ``session.state`` (docs/protocol.rst §4.8)."""
 
     STARTING = "starting"
     PENDING = "pending"
@@ -50,7 +50,7 @@ class SessionState:
 
 
 class ConnectionState:
-    """Values of ``session.connection_state``, derived from aiortc's ICE state (PROTOCOL.md §4.8, §9)."""
+    """Values of ``session.connection_state``, derived from aiortc's ICE state (docs/protocol.rst §4.8, §9)."""
 
     NEW = "new"
     CONNECTING = "connecting"
@@ -61,7 +61,7 @@ class ConnectionState:
 
 
 def _only_sha256(sdp: str) -> str:
-    # aiortc offers sha-256/384/512; browsers (and the gateway) send sha-256 only (PROTOCOL.md §9).
+    # aiortc offers sha-256/384/512; browsers (and the gateway) send sha-256 only (docs/protocol.rst §9).
     lines = sdp.split("\r\n")
     if any(line.startswith("a=fingerprint:sha-256 ") for line in lines):
         lines = [line for line in lines if not line.startswith("a=fingerprint:") or line.startswith("a=fingerprint:sha-256 ")]
@@ -103,9 +103,13 @@ class JingleSession:
         self.local_ufrag: Optional[str] = None
         self.dtmf_track: Any = None
         self.te_sender: Any = None  # RFC 4733 sender, when telephone-event was negotiated
-        #: "jingle", or "rpc" when the server negotiates with JSON-RPC SDP-over-XMPP (PROTOCOL.md §5).
+        #: "jingle", or "rpc" when the server negotiates with JSON-RPC SDP-over-XMPP (docs/protocol.rst §5).
         self.mode = "jingle"
         self._lock = asyncio.Lock()
+        #: set once the session has its media (answered) or has ended; commands wait on it
+        self.answered = asyncio.Event()
+        #: set when the session has ended
+        self.ended_event = asyncio.Event()
         self._owns_source = True
         self._owns_sink = True
         from .._trust import CandidateCounts
@@ -170,7 +174,7 @@ class JingleSession:
             servers.append(RTCIceServer(urls=server["urls"], username=server.get("username"),
                                         credential=server.get("credential")))
         policy = RTCIceTransportPolicy.RELAY if self.core.ice_transport_policy == "relay" else RTCIceTransportPolicy.ALL
-        # Always an explicit list: with None aiortc would add a public STUN server (RECIPES.md §1).
+        # Always an explicit list: with None aiortc would add a public STUN server (docs/protocol.rst §13.1).
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
     # -- remote candidates: the filter and the bound (see _trust) ----------------------------
@@ -232,7 +236,7 @@ class JingleSession:
             self._set_state(SessionState.PENDING)
             return True
 
-    # -- SDP over XMPP (PROTOCOL.md §5) ---------------------------------------------------------
+    # -- SDP over XMPP (docs/protocol.rst §5) ---------------------------------------------------------
 
     async def on_rpc_offer(self, offer: str, take_early: "Callable[[], list[str]]" = list) -> bool:
         """Apply a JSON-RPC ``offer``; returns ``True`` when the session can go on (no IQ reply in this mode).
@@ -367,6 +371,7 @@ class JingleSession:
                 from ..media.live import CallMedia
 
                 self.media = CallMedia(lambda name, *args: self.public._emit(name, self.public, *args))
+                self.answered.set()
                 self.media.set_sink(sink)
                 # One stable sending track whose inner source can be swapped live (no renegotiation).
                 send_track = self.media.start(source)
@@ -375,7 +380,7 @@ class JingleSession:
 
                     # In-band DTMF rides on top of whatever is sent (aiortc has no RFC 4733 sender).
                     self.dtmf_track = DtmfOverlayTrack(send_track)
-                    # addTrack (not replaceTrack) makes the transceiver sendrecv (PROTOCOL.md §10.8).
+                    # addTrack (not replaceTrack) makes the transceiver sendrecv (docs/protocol.rst §10.8).
                     pc.addTrack(self.dtmf_track)
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
@@ -425,7 +430,12 @@ class JingleSession:
             te = TelephoneEventSender(sender, *negotiated)
             if te.install():
                 self.te_sender = te
-        attach_receiver(self.pc, negotiated[0], lambda digit: self.public._emit("dtmf", self.public, digit))
+            else:
+                self.core.trace("warning", f"session {self.sid}: RFC 4733 sending is not available with this "
+                                "aiortc; DTMF is sent in-band", {"session_id": self.sid, "hook": "rfc4733_send"})
+        if not attach_receiver(self.pc, negotiated[0], lambda digit: self.public._emit("dtmf", self.public, digit)):
+            self.core.trace("warning", f"session {self.sid}: RFC 4733 receiving is not available with this aiortc; "
+                            "only in-band DTMF is detected", {"session_id": self.sid, "hook": "rfc4733_receive"})
         return answer
 
     def _start_pump(self) -> None:
@@ -482,6 +492,8 @@ class JingleSession:
         was_active = self.state == SessionState.ACTIVE
         self.state = SessionState.ENDED
         self.ended_at = time.monotonic()
+        self.answered.set()
+        self.ended_event.set()
         # Out of the live list at once: callers that saw it end (end_session) must not still find it.
         self.core.forget_session(self)
         if was_active:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import glob
 import logging
-import os
 from typing import Optional
 
 import numpy as np
@@ -47,14 +45,9 @@ class OpusError(RuntimeError):
 
 
 def _candidates() -> list:
-    paths = []
-    try:
-        import av
+    from .._internals import pyav_libopus_paths
 
-        libs = os.path.join(os.path.dirname(os.path.dirname(av.__file__)), "av.libs")
-        paths.extend(sorted(glob.glob(os.path.join(libs, "libopus*.so*"))))
-    except Exception:  # PyAV missing or laid out differently: try the system library
-        pass
+    paths = list(pyav_libopus_paths())
     found = ctypes.util.find_library("opus")
     if found:
         paths.append(found)
@@ -63,6 +56,8 @@ def _candidates() -> list:
 
 
 def _load() -> Optional[ctypes.CDLL]:
+    from .._internals import record_libopus
+
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
@@ -90,8 +85,10 @@ def _load() -> Optional[ctypes.CDLL]:
             lib.opus_packet_has_lbrr.restype = ctypes.c_int
             lib.opus_packet_has_lbrr.argtypes = [ctypes.c_char_p, ctypes.c_int32]
         log.debug("libopus %s loaded from %s", lib.opus_get_version_string().decode(), path)
+        record_libopus(path)
         return lib
     log.info("libopus not found: Opus loss concealment and FEC are not available")
+    record_libopus(None)
     return None
 
 

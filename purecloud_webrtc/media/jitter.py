@@ -2,7 +2,7 @@
 
 aiortc's audio jitter buffer counts packets, waits for four of them before it
 plays anything, has no concealment, and after one lost packet stalls ~300 ms and
-keeps ~200 ms of extra latency for the rest of the call (RECIPES.md §2).  This
+keeps ~200 ms of extra latency for the rest of the call (docs/protocol.rst §13.2).  This
 one is driven by time, like a telephone's:
 
 * **A playout timeline.**  The caller pulls one 20 ms frame per tick of its own
@@ -195,10 +195,11 @@ class GenericAudioDecoder:
     def __init__(self, codec: Any) -> None:
         import av
         from aiortc.codecs import get_decoder
-        from aiortc.jitterbuffer import JitterFrame
+
+        from .._internals import jitter_frame
 
         self._decoder = get_decoder(codec)
-        self._frame_type = JitterFrame
+        self._frame_type = jitter_frame
         self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=RATE)
         self._last = np.zeros((FRAME, CHANNELS), dtype=np.int16)
         self._fade = 1.0

@@ -31,14 +31,13 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .. import _internals
 from .jitter import FRAME, RATE, JitterBuffer, JitterBufferConfig, JitterBufferStats, make_decoder
 
 __all__ = ["JitterBufferTrack", "attach", "find_receiver", "codec_of"]
 
 log = logging.getLogger(__name__)
 
-_TAP_ATTR = "_RTCRtpReceiver__jitter_buffer"
-_CODECS_ATTR = "_RTCRtpReceiver__codecs"
 _TIME_BASE = fractions.Fraction(1, RATE)
 #: When the loop falls this far behind the playout clock, the clock restarts instead of bursting.
 MAX_LAG = 0.2
@@ -70,7 +69,7 @@ def find_receiver(pc: Any, track: MediaStreamTrack) -> Any:
 
 def codec_of(receiver: Any, payload_type: Optional[int] = None) -> Any:
     """The negotiated codec of ``receiver`` for ``payload_type`` (or its first audio codec), if known."""
-    codecs = getattr(receiver, _CODECS_ATTR, None) or {}
+    codecs = _internals.receiver_codecs(receiver)
     if payload_type is not None and payload_type in codecs:
         return codecs[payload_type]
     for codec in codecs.values():
@@ -128,7 +127,7 @@ class JitterBufferTrack(MediaStreamTrack):
             self.codec, self._payload_type = codec, packet.payload_type
             self.buffer = JitterBuffer(make_decoder(codec), int(codec.clockRate), self.config)
         now = time.monotonic()
-        self.buffer.put(packet.sequence_number, packet.timestamp, getattr(packet, "_data", packet.payload),
+        self.buffer.put(packet.sequence_number, packet.timestamp, _internals.packet_payload(packet),
                         now, packet.ssrc)
         if self._first_arrival is None:
             self._first_arrival = now
@@ -215,9 +214,11 @@ def attach(pc: Any, track: MediaStreamTrack, config: Optional[JitterBufferConfig
     if track.kind != "audio":
         return None
     receiver = find_receiver(pc, track)
-    if receiver is None or not hasattr(receiver, _TAP_ATTR) or not hasattr(receiver, _CODECS_ATTR):
-        log.warning("jitter buffer: this aiortc's receiver has no pluggable jitter buffer; using aiortc's")
+    holder: list = []
+    tap = _PacketTap(lambda packet: holder[0]._on_packet(packet) if holder else None)
+    if not _internals.replace_receiver_jitter_buffer(receiver, tap):
+        # Recorded (and logged) by the adapter; the call goes on with aiortc's own receive path.
         return None
     ours = JitterBufferTrack(track, receiver, config)
-    setattr(receiver, _TAP_ATTR, _PacketTap(ours._on_packet))
+    holder.append(ours)
     return ours

@@ -28,6 +28,7 @@ import struct
 import threading
 from typing import Any, Callable, Deque, Optional, Tuple
 
+from .. import _internals
 from .dtmf import DTMF_DIGITS, check_digits
 
 __all__ = ["EVENT_CODES", "offer_telephone_event", "answer_telephone_event", "telephone_event_of",
@@ -77,7 +78,7 @@ def _event_lines(pt: int, rate: int) -> list:
 
 
 def offer_telephone_event(offer: str, pt: int = 101, rate: int = 8000) -> str:
-    """Add ``telephone-event`` to an offer we send (as the gateway offers it, PROTOCOL.md A.5)."""
+    """Add ``telephone-event`` to an offer we send (as the gateway offers it, docs/protocol.rst §4.2)."""
     if telephone_event_of(offer) is not None:
         return offer
     return _add_to_audio_section(offer, pt, rate)
@@ -126,28 +127,19 @@ class TelephoneEventSender:
         self._lock = threading.Lock()
         self._current: Optional[dict] = None
         self._gap = 0
-        self._transport: Any = None
-        self._original: Any = None
+        self._restore: Optional[Callable[[], None]] = None
         self.sent_events = 0
 
     def install(self) -> bool:
-        """Hook the sender's DTLS transport; ``False`` when this aiortc does not look as expected."""
-        transport = getattr(self.sender, "transport", None)
-        original = getattr(transport, "_send_rtp", None)
-        if transport is None or original is None or not hasattr(self.sender, "_ssrc"):
-            return False
-        self._transport, self._original = transport, original
-
-        async def send_rtp(data: bytes) -> None:
-            await original(self._rewrite(data))
-
-        transport._send_rtp = send_rtp
-        return True
+        """Hook the sender's outgoing RTP; ``False`` when this aiortc does not look as expected (recorded
+        in :func:`purecloud_webrtc._internals.probe` and logged)."""
+        self._restore = _internals.wrap_send_rtp(self.sender, self._rewrite)
+        return self._restore is not None
 
     def uninstall(self) -> None:
-        if self._transport is not None and self._original is not None:
-            self._transport._send_rtp = self._original
-            self._transport = self._original = None
+        restore, self._restore = self._restore, None
+        if restore is not None:
+            restore()
 
     def send(self, digits: str, duration: float = 0.1, gap: float = 0.06) -> float:
         """Queue ``digits`` (any thread); returns the seconds they take."""
@@ -167,7 +159,7 @@ class TelephoneEventSender:
 
     def _rewrite(self, data: bytes) -> bytes:
         # Only our audio packets (not RTCP, not other senders on a bundled transport).
-        if len(data) < 12 or (data[1] & 0x7F) in range(64, 96) or struct.unpack("!I", data[8:12])[0] != self.sender._ssrc:
+        if len(data) < 12 or (data[1] & 0x7F) in range(64, 96) or struct.unpack("!I", data[8:12])[0] != _internals.sender_ssrc(self.sender):
             return data
         with self._lock:
             if self._current is None:
@@ -209,19 +201,9 @@ def attach_receiver(pc: Any, pt: int, on_digit: Callable[[str], None]) -> bool:
     :returns: ``False`` when this aiortc does not look as expected (nothing is changed then).
     """
     receiver = next((t.receiver for t in pc.getTransceivers() if t.kind == "audio"), None)
-    transport = getattr(receiver, "transport", None)
-    router = getattr(transport, "_rtp_router", None)
-    original = getattr(receiver, "_handle_rtp_packet", None)
-    if receiver is None or router is None or original is None:
-        return False
-    # Without this, aiortc's router discards a known SSRC with an unknown payload type.
-    router.register_receiver(receiver, ssrcs=[], payload_types=[pt])
     seen: Deque[Tuple[int, int]] = collections.deque(maxlen=64)
 
-    async def handle(packet: Any, arrival_time_ms: int) -> None:
-        if packet.payload_type != pt:
-            await original(packet, arrival_time_ms=arrival_time_ms)
-            return
+    async def handle(packet: Any) -> None:
         event = parse_event(packet.payload)
         key = (packet.ssrc, packet.timestamp)
         if event is None or key in seen:
@@ -232,5 +214,4 @@ def attach_receiver(pc: Any, pt: int, on_digit: Callable[[str], None]) -> bool:
         except Exception:  # a listener's bug must not break the receiver
             log.exception("RFC 4733 listener failed")
 
-    receiver._handle_rtp_packet = handle
-    return True
+    return _internals.intercept_payload_type(receiver, pt, handle)

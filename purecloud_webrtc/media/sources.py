@@ -377,7 +377,8 @@ class WavFileSource(AudioSource):
 class CallbackSource(AudioSource):
     """Audio produced by a function: ``fn(n_samples) -> samples``.
 
-    ``fn`` is called on the core loop thread once per 20 ms frame, so it must
+    ``fn`` is called on the core loop thread once per 20 ms frame (the one place user code runs on the
+    core, see docs/threading.rst), so it must
     return quickly and must not block (do slow work elsewhere and hand over
     the results through a queue).  It returns int16 mono 48 kHz samples as a
     numpy array (floats are taken as full scale 1.0) or as little-endian

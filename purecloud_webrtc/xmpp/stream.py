@@ -1,6 +1,6 @@
 """One XMPP stream over WebSocket (RFC 7395), run entirely on the core loop.
 
-Connect: ``<open/>`` → features → SASL PLAIN with ``authKey:{token}`` (PROTOCOL.md
+Connect: ``<open/>`` → features → SASL PLAIN with ``authKey:{token}`` (docs/protocol.rst
 §2.3) → stream restart → bind (a stable resource, §2.4).  After that the stream
 correlates IQs by id, answers pings and disco#info itself, hands every other
 stanza to the owner's callbacks, and keeps the connection alive with client
@@ -33,7 +33,7 @@ __all__ = ["Jid", "XmppStream", "DISCO_FEATURES"]
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("purecloud_webrtc.wire")
 
-#: Features we advertise in disco#info (PROTOCOL.md §2.4, with the namespace typo corrected).
+#: Features we advertise in disco#info (docs/protocol.rst §2.4, with the namespace typo corrected).
 DISCO_FEATURES = (
     "http://jabber.org/protocol/disco#info",
     "urn:xmpp:ping",
@@ -221,7 +221,7 @@ class XmppStream:
         mechanisms = [(m.text or "").strip() for m in features.iter(q("sasl", "mechanism"))]
         if "PLAIN" not in mechanisms:
             raise SignalingError(f"the server offers no SASL PLAIN (offered: {', '.join(mechanisms) or 'none'})")
-        # RFC 4616 PLAIN: no authzid, authcid = bare JID, password = authKey:{token} (PROTOCOL.md §2.3).
+        # RFC 4616 PLAIN: no authzid, authcid = bare JID, password = authKey:{token} (docs/protocol.rst §2.3).
         payload = base64.b64encode(f"\0{self.jid}\0{self._password()}".encode()).decode()
         self._send_raw(element(q("sasl", "auth"), {"mechanism": "PLAIN"}, text=payload))
         answer = await self._next_negotiation()
@@ -309,7 +309,7 @@ class XmppStream:
                 self._handle_iq(el)
             elif local == "message":
                 self._on_message(el)
-            # presence: the streaming service never needs it (PROTOCOL.md §2.4)
+            # presence: the streaming service never needs it (docs/protocol.rst §2.4)
         except Exception as exc:  # a bug or hostile stanza must not kill the stream
             log.exception("error while handling a <%s/> stanza", local)
             self._on_bad_input(exc, text)
@@ -434,14 +434,14 @@ class XmppStream:
     # -- keep-alive -------------------------------------------------------------------
 
     def start_pings(self) -> None:
-        """Start client pings: one every ``ping_interval`` s after the previous answer (PROTOCOL.md §2.5)."""
+        """Start client pings: one every ``ping_interval`` s after the previous answer (docs/protocol.rst §2.5)."""
         if self._ping_task is None and self.ping_interval > 0:
             self._ping_task = self._loop.create_task(self._ping_loop())
 
     async def _ping_loop(self) -> None:
         # One ping every ping_interval s after the previous answer; after a missed pong the next ping goes
         # out at once, so a half-open socket is declared dead within ping_interval + 2 * ping_timeout
-        # (14 + 2 * 7 = 28 s by default; PROTOCOL.md §2.5 counts the second consecutive miss).
+        # (14 + 2 * 7 = 28 s by default; docs/protocol.rst §2.5 counts the second consecutive miss).
         wait = self.ping_interval
         while self.state == "connected":
             await asyncio.sleep(wait)

@@ -58,7 +58,7 @@ def make_source(spec: str) -> Any:
 
 
 def make_sdk(config: Dict[str, Any]) -> pcw.PureCloudWebrtcSdk:
-    """Build and connect the app's SDK from its configuration."""
+    """Build the app's SDK from its configuration (not connected yet: wire its events first)."""
     options: Dict[str, Any] = {"environment": config.get("PURECLOUD_ENVIRONMENT") or "mypurecloud.com",
                                "default_source": make_source(config.get("PURECLOUD_SOURCE") or "tone:660"),
                                "default_sink": NullSink()}
@@ -68,13 +68,7 @@ def make_sdk(config: Dict[str, Any]) -> pcw.PureCloudWebrtcSdk:
             options[option] = config[key]
     if config.get("PURECLOUD_ICE_HOST_ADDRESSES"):
         options["ice_host_addresses"] = [a.strip() for a in config["PURECLOUD_ICE_HOST_ADDRESSES"].split(",")]
-    sdk = pcw.PureCloudWebrtcSdk(config["PURECLOUD_ACCESS_TOKEN"], **options)
-    try:
-        sdk.initialize(timeout=30)
-    except BaseException:
-        sdk.close()
-        raise
-    return sdk
+    return pcw.PureCloudWebrtcSdk(config["PURECLOUD_ACCESS_TOKEN"], **options)
 
 
 def get_sdk() -> pcw.PureCloudWebrtcSdk:
@@ -108,6 +102,12 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
             sdk.on(name, forward(name))
     sdk.on("sessionStarted", lambda session: [session.on(n, forward(n)) for n in
                                               ("change:connectionState", "terminated")])
+    # Connect only now: events emitted while connecting (connected, ready) reach the receivers above.
+    try:
+        sdk.initialize(timeout=30)
+    except BaseException:
+        sdk.close()
+        raise
 
     @app.post("/calls")
     def place_call() -> Any:

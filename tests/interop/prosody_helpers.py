@@ -1,4 +1,4 @@
-"""Prosody on 127.0.0.1 and a plain XMPP client, for the interop tests (RECIPES.md §4).
+"""Prosody on 127.0.0.1 and a plain XMPP client, for the interop tests (docs/protocol.rst §13.4).
 
 The fixture installs nothing: ``scripts/bootstrap.sh`` installs the ``prosody``
 package.  It writes a private configuration from ``tests/prosody/prosody.cfg.lua.in``

@@ -207,7 +207,7 @@ def test_connect_sasl_bind_ice_discovery_pings_and_close(env: Env, wire: WireLog
             if el.tag == X.q("client", "iq") and el.get("type") in ("get", "set")}
     _wait(lambda: set(sent) <= {el.get("id") for el in wire.elements("RECV") if el.get("type") in ("result", "error")},
           10, "an answer for every IQ")
-    # The one IQ Prosody refuses is the subscription to the notification service (PROTOCOL.md §2.7), a host a
+    # The one IQ Prosody refuses is the subscription to the notification service (docs/protocol.rst §2.7), a host a
     # plain XMPP server does not have; the SDK logs it and carries on.
     errors = {el.get("id") for el in wire.elements("RECV") if el.get("type") == "error"}
     assert all((sent.get(i) or "").startswith("notifications.") for i in errors), errors
@@ -358,7 +358,7 @@ def test_call_survives_a_prosody_restart(call_env: Env) -> None:
     _wait(lambda: ("connected", True) in events, 30, "the SDK reconnecting by itself")
     _wait(lambda: gateway.logins == 2 and gateway.connected, 30, "the gateway logging in again")
     assert sdk.jid == f"{call_env.emulator.user.jid}/softphone"  # same resource after the restart
-    # Media is peer to peer: it never stopped (PROTOCOL.md §2.10).
+    # Media is peer to peer: it never stopped (docs/protocol.rst §2.10).
     _wait(lambda: call.seconds_heard() > heard_before + 0.5, 10, "audio still flowing")
     assert session.connection_state == "connected" and not session.ended
     # And signaling works again through the new server process: the far end hangs up.

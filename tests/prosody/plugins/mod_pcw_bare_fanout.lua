@@ -1,6 +1,6 @@
 -- Deliver a chat/normal <message/> to a user's bare JID to every connected
 -- resource of that user, the sender included, whether or not they sent presence,
--- as the Genesys Cloud streaming service does for XEP-0353 (PROTOCOL.md §2.4, §3).
+-- as the Genesys Cloud streaming service does for XEP-0353 (docs/protocol.rst §2.4, §3).
 -- Stock Prosody delivers only to resources with available presence and answers
 -- service-unavailable when there are none.
 local jid_bare = require "util.jid".bare;

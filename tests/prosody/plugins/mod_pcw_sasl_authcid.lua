@@ -1,5 +1,5 @@
 -- Accept a SASL PLAIN authcid written as a bare JID ("local@this.host"), as the
--- Genesys Cloud streaming service does (PROTOCOL.md §2.3).  Stock Prosody runs
+-- Genesys Cloud streaming service does (docs/protocol.rst §2.3).  Stock Prosody runs
 -- nodeprep over the whole authcid, which refuses the "@" with malformed-request;
 -- this rewrites the payload to the bare local part before mod_saslauth sees it.
 local base64 = require "util.encodings".base64;

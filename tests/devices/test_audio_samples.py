@@ -12,7 +12,7 @@ import pytest
 from purecloud_webrtc.media import dominant_frequency, rms_dbfs
 
 from pulse import PulseServer, tone
-from test_samples import run
+from helpers import run_python as run
 
 pytestmark = pytest.mark.timeout(150)
 

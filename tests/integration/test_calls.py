@@ -23,7 +23,7 @@ TOL = 5.0
 
 @pytest.fixture(params=["jingle", "sdp-over-xmpp"])
 def emulator(request):
-    """Every seed-API test runs in both negotiation modes the service may choose per call (PROTOCOL.md §5)."""
+    """Every seed-API test runs in both negotiation modes the service may choose per call (docs/protocol.rst §5)."""
     from purecloud_webrtc.emulator import Emulator
 
     with Emulator(sdp_over_xmpp=request.param == "sdp-over-xmpp") as emu:
@@ -113,7 +113,7 @@ def test_inbound_call_accepted_manually_then_ended_by_id(emulator, make_sdk):
         call = emulator.inbound_call(tone_hz=440.0)
     pending = ev.value
     assert (pending.id, pending.conversation_id, pending.auto_answer) == (call.session_id, call.conversation_id, False)
-    # v1 payload: address is the local part of the proposing gateway JID (PROTOCOL.md §3.1).
+    # v1 payload: address is the local part of the proposing gateway JID (docs/protocol.rst §3.1).
     assert pending.address == call.gateway_jid.split("@")[0] and pending.from_jid == call.gateway_jid
     with sdk.expect_event("sessionStarted") as started:
         sdk.accept_pending_session(pending.id, source=ToneSource(660.0), sink=BufferSink())
@@ -291,7 +291,7 @@ def test_unreachable_host_is_a_connection_error(make_sdk):
 
 
 def test_wire_shape_of_an_answered_call(emulator, make_sdk):
-    """What the SDK puts on the wire follows PROTOCOL.md §3–§5 and §10."""
+    """What the SDK puts on the wire follows docs/protocol.rst §3–§5 and §10."""
     sdk = make_sdk()
     with sdk.expect_event("pendingSession") as ev:
         call = emulator.inbound_call()

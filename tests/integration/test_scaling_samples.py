@@ -23,7 +23,7 @@ import pytest
 
 from helpers import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CELERY_DIR = ROOT / "samples" / "celery_worker"
 TOL = 5.0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,7 +84,8 @@ def test_doctor_against_the_emulator_passes() -> None:
     proc = run_cli(["doctor", "--emulator"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = check_lines(proc.stdout)
-    assert len(lines) == 6, proc.stdout  # token, REST, streaming, ICE, loopback media, devices
+    assert len(lines) == 7, proc.stdout  # token, REST, streaming, ICE, loopback media, internals, devices
+    assert any(line.startswith("[ok] internals (aiortc ") for line in lines), proc.stdout
     assert all(line.startswith(("[ok]", "[warn]")) for line in lines), proc.stdout
     assert any("loopback media test" in line and line.startswith("[ok]") for line in lines)
     assert any("streaming connected" in line for line in lines)

@@ -109,7 +109,7 @@ def test_reconnect_backs_off_until_the_service_returns(emulator, make_sdk, proxy
     proxy.restore()
     wait_until(lambda: sdk.connected, 15, "the reconnect")
     assert log.get() == [("disconnected", True), ("connected", True)]
-    assert sdk.jid == jid  # the same bound resource every time (PROTOCOL.md §2.4)
+    assert sdk.jid == jid  # the same bound resource every time (docs/protocol.rst §2.4)
 
 
 def test_reconnect_gives_up_after_max_attempts(emulator, make_sdk, proxy):

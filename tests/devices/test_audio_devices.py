@@ -137,7 +137,7 @@ def test_speaker_and_microphone_without_a_call(pulse_server: PulseServer) -> Non
 
 def test_a_busy_device_is_named_in_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """ALSA hw devices take one user at a time; PortAudio only says "Device unavailable" (-9985)."""
-    from test_media import DEVICES, FakePyAudio
+    from fake_pyaudio import DEVICES, FakePyAudio
     import types
 
     from purecloud_webrtc.media import _pyaudio

@@ -56,6 +56,8 @@ from purecloud_webrtc.media import (
     rms_dbfs,
 )
 
+from fake_pyaudio import DEVICES, FakePyAudio, FakeStream  # noqa: F401
+
 pytestmark = pytest.mark.timeout(10)
 
 RATE = 48000
@@ -715,65 +717,6 @@ def test_sink_pump_survives_failing_sink(caplog: pytest.LogCaptureFixture) -> No
 # ---------------------------------------------------------------- a real call
 
 
-def _candidate_addresses(sdp: str) -> set[str]:
-    return {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
-
-
-def test_loopback_call_tones_both_ways() -> None:
-    """Two real aiortc peers on 127.0.0.1: Opus over DTLS-SRTP, a tone each way."""
-
-    async def main() -> tuple[float, float, list[str], list[str]]:
-        _ice.restrict_host_addresses(asyncio.get_running_loop(), ["127.0.0.1"])
-        config = RTCConfiguration(iceServers=[])
-        pc1, pc2 = RTCPeerConnection(config), RTCPeerConnection(config)
-        buf1, buf2 = BufferSink(), BufferSink()  # what pc1 hears, what pc2 hears
-        pumps: list[SinkPump] = []
-        states1: list[str] = []
-        states2: list[str] = []
-
-        def watch(pc: RTCPeerConnection, sink: BufferSink, states: list[str]) -> None:
-            @pc.on("track")
-            def on_track(track: MediaStreamTrack) -> None:
-                pump = SinkPump(track, sink)
-                pumps.append(pump)
-                pump.start()
-
-            @pc.on("connectionstatechange")
-            def on_state() -> None:
-                states.append(pc.connectionState)
-
-        watch(pc1, buf1, states1)
-        watch(pc2, buf2, states2)
-        source1, source2 = ToneSource(440), ToneSource(880)
-        pc1.addTrack(source1.create_track())
-        pc2.addTrack(source2.create_track())
-        try:
-            await pc1.setLocalDescription(await pc1.createOffer())
-            assert _candidate_addresses(pc1.localDescription.sdp) == {"127.0.0.1"}
-            await pc2.setRemoteDescription(pc1.localDescription)
-            await pc2.setLocalDescription(await pc2.createAnswer())
-            assert _candidate_addresses(pc2.localDescription.sdp) == {"127.0.0.1"}
-            await pc1.setRemoteDescription(pc2.localDescription)
-            await wait_until(
-                lambda: buf1.total_seconds >= 1.5 and buf2.total_seconds >= 1.5, 8, "1.5 s of audio each way"
-            )
-            return buf1.dominant_frequency(1.0), buf2.dominant_frequency(1.0), states1, states2
-        finally:
-            for pump in pumps:
-                await pump.stop()
-            source1.close()
-            source2.close()
-            await pc1.close()
-            await pc2.close()
-            _ice.release_host_addresses(asyncio.get_running_loop())
-
-    heard_by_1, heard_by_2, states1, states2 = run(main())
-    assert heard_by_1 == pytest.approx(880, abs=2)
-    assert heard_by_2 == pytest.approx(440, abs=2)
-    assert states1[:2] == ["connecting", "connected"]
-    assert states2[:2] == ["connecting", "connected"]
-
-
 # ---------------------------------------------------------------- resolve_*
 
 
@@ -885,15 +828,6 @@ def test_resolve_on_this_machine(caplog: pytest.LogCaptureFixture, capfd: pytest
 # ---------------------------------------------------------------- device access (fake PortAudio)
 
 
-DEVICES = [
-    AudioDevice(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", 2, 2, 44100.0, False, False, "ALSA"),
-    AudioDevice(1, "pulse", 32, 32, 44100.0, False, False, "ALSA"),
-    AudioDevice(2, "virtual_mic", 1, 0, 48000.0, True, False, "ALSA"),
-    AudioDevice(3, "speaker_sink", 0, 1, 48000.0, False, True, "ALSA"),
-    AudioDevice(4, "Speaker Sink Monitor", 1, 0, 48000.0, False, False, "ALSA"),
-]
-
-
 def test_find_device_by_index_name_default() -> None:
     find = _pyaudio.find_device
     assert find(2, "input", devices=DEVICES).name == "virtual_mic"
@@ -928,91 +862,6 @@ def test_find_device_errors_list_devices() -> None:
         find(1.0, "input", devices=DEVICES)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         find(None, "both", devices=DEVICES)  # type: ignore[arg-type]
-
-
-class FakeStream:
-    def __init__(self, pa: "FakePyAudio", kwargs: dict[str, Any]) -> None:
-        self.pa = pa
-        self.kwargs = kwargs
-        self.stopped = not kwargs.get("start", True)
-        self.closed = False
-        self.written: list[bytes] = []
-        self.starts = 0
-
-    def is_stopped(self) -> bool:
-        return self.stopped
-
-    def start_stream(self) -> None:
-        self.starts += 1
-        self.stopped = False
-
-    def stop_stream(self) -> None:
-        self.stopped = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def write(self, data: bytes, exception_on_underflow: bool = False) -> None:
-        self.written.append(data)
-
-
-class FakePyAudio:
-    """Stands in for ``pyaudio.PyAudio`` with a fixed device table."""
-
-    devices: list[AudioDevice] = DEVICES
-    rates = {48000}
-    live: list["FakePyAudio"] = []
-    streams: list[FakeStream] = []
-
-    def __init__(self) -> None:
-        os.write(2, b"ALSA lib noise that must not reach stderr\n")
-        self.terminated = False
-        FakePyAudio.live.append(self)
-
-    def terminate(self) -> None:
-        self.terminated = True
-        FakePyAudio.live.remove(self)
-
-    def get_device_count(self) -> int:
-        return len(self.devices)
-
-    def get_device_info_by_index(self, i: int) -> dict[str, Any]:
-        d = self.devices[i]
-        return {
-            "index": d.index,
-            "name": d.name,
-            "maxInputChannels": d.max_input_channels,
-            "maxOutputChannels": d.max_output_channels,
-            "defaultSampleRate": d.default_sample_rate,
-            "hostApi": 0,
-        }
-
-    def get_host_api_info_by_index(self, i: int) -> dict[str, Any]:
-        return {"name": "ALSA"}
-
-    def _default(self, attr: str) -> dict[str, Any]:
-        for d in self.devices:
-            if getattr(d, attr):
-                return self.get_device_info_by_index(d.index)
-        raise IOError("No Default Device Available")
-
-    def get_default_input_device_info(self) -> dict[str, Any]:
-        return self._default("is_default_input")
-
-    def get_default_output_device_info(self) -> dict[str, Any]:
-        return self._default("is_default_output")
-
-    def is_format_supported(self, rate: int, **kwargs: Any) -> bool:
-        if rate not in self.rates:
-            raise ValueError("Invalid sample rate")
-        return True
-
-    def open(self, **kwargs: Any) -> FakeStream:
-        if kwargs.get("input_device_index") == 0 or kwargs.get("output_device_index") == 0:
-            raise OSError(-9996, "Invalid input device (no default output device)")
-        stream = FakeStream(self, kwargs)
-        FakePyAudio.streams.append(stream)
-        return stream
 
 
 @pytest.fixture

@@ -284,7 +284,7 @@ def test_jingle_iq_get_is_bad_request(core_sdk):
     assert "<bad-request" in stream.sent[-1]
 
 
-# -- SDP over XMPP (PROTOCOL.md §5) ------------------------------------------------------------
+# -- SDP over XMPP (docs/protocol.rst §5) ------------------------------------------------------------
 
 import json  # noqa: E402
 

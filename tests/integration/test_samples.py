@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import run_python as run
 
-
-def run(args, timeout=120):
-    env = dict(os.environ)
-    env.pop("GENESYS_ACCESS_TOKEN", None)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    return proc
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_prints_the_frequencies_of_both_calls():

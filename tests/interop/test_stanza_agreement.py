@@ -33,7 +33,7 @@ import pytest
 from purecloud_webrtc import _xml as X
 from purecloud_webrtc.jingle.sdp import SdpError, jingle_to_sdp, sdp_to_jingle
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "node"
 ORACLE = NODE_DIR / "stanza_oracle.js"
 CORPUS = sorted((ROOT / "tests" / "data" / "sdp").glob("*.sdp")) + sorted(
@@ -78,7 +78,7 @@ DELIBERATE: Dict[str, str] = {
     "rtcpParameters.compound": "derived by stanza from reduced-size; not a field of its own.",
     "codec.numChannels": "a duplicate of channels in stanza's intermediate form.",
     "codec.channels=1": "an rtpmap without a channel count means 1 channel: we write channels=\"1\" for audio "
-                        "(the official client does, PROTOCOL.md §10), stanza leaves it out when the SDP did.",
+                        "(the official client does, docs/protocol.rst §10), stanza leaves it out when the SDP did.",
     "codec.parameters without value": "stanza's JXT drops a <parameter/> without value (red's 111/111) on "
                                       "import; we carry it but both sides lose it when stanza reads.",
     "candidate.address": "stanza's intermediate form repeats ip as address.",

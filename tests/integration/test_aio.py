@@ -192,9 +192,44 @@ def test_wrap_an_existing_blocking_sdk_and_time_out_waits(emulator, make_sdk):
         call = await asyncio.to_thread(emulator.inbound_call)
         event = await waiter
         assert event.value.id == call.session_id
-        await sdk.initialize()  # already connected: returns at once, on the twin's own pool
-        assert any(t.name.startswith("pcw-aio-") for t in threading.enumerate())
+        await sdk.initialize()  # already connected: returns at once
+        # One hop: the twin awaits the core's coroutine, never through a thread pool of its own.
+        assert not any(t.name.startswith("pcw-aio-") for t in threading.enumerate())
         await sdk.close()  # closes the shared blocking SDK too, and stops the pool
         assert blocking.state == "closed"
+
+    asyncio.run(main())
+
+
+def test_async_commands_take_one_hop_to_the_core(emulator, monkeypatch):
+    """The twin awaits the core's coroutines: the blocking facade and any thread pool are never on the path."""
+    def poisoned(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the async twin went through the blocking facade")
+
+    for name in ("initialize", "accept_pending_session", "end_session", "start_softphone_session",
+                 "reject_pending_session", "disconnect"):
+        monkeypatch.setattr(pcw.PureCloudWebrtcSdk, name, poisoned)
+    for name in ("accept", "get_stats", "set_audio_mute", "set_source", "send_dtmf"):
+        monkeypatch.setattr(pcw.Session, name, poisoned)
+
+    async def main() -> None:
+        threads_before = {t.name for t in threading.enumerate()}
+        async with make(emulator, default_source=ToneSource(660.0)) as sdk:
+            await sdk.initialize(timeout=15)
+            async with sdk.expect_event("sessionStarted", timeout=20) as ev:
+                conversation_id = await sdk.start_softphone_session(phone_number="+13175550123")
+            session = ev.value
+            call = emulator.call_by_conversation(conversation_id)
+            await asyncio.to_thread(call.wait_state, "connected", 15)
+            await session.set_audio_mute(True, rest=False)
+            await session.set_audio_mute(False, rest=False)
+            await session.set_source(ToneSource(770.0))
+            assert (await session.get_stats()).codec
+            async with sdk.expect_event("sessionEnded", timeout=20):
+                await sdk.end_session(conversation_id=conversation_id)
+            await sdk.disconnect()
+            new = {t.name for t in threading.enumerate()} - threads_before
+            # (asyncio_N is this test's own to_thread(); the SDK adds its documented core threads only)
+            assert not [n for n in new if not n.startswith(("pcw-core", "pcw-events", "pcw-io", "pcw-rest", "pcw-ws", "asyncio_"))], new
 
     asyncio.run(main())

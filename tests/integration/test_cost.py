@@ -18,7 +18,7 @@ from purecloud_webrtc.media import BufferSink, ToneSource
 from helpers import answer_call, wait_until
 
 #: Threads an SDK (and the emulator in the same process) may run during a call: docs/threading.rst.
-DOCUMENTED = re.compile(r"^(pcw-(core|ws|events|io|wav|rec|audio-cb|speaker|mic|emulator)-\S+|audio-decoder|"
+DOCUMENTED = re.compile(r"^(pcw-(core|ws|events|io|rest|wav|rec|audio-cb|speaker|mic|emulator)-\S+|audio-decoder|"
                         r"asyncio_\d+|MainThread)$")
 
 

@@ -22,7 +22,7 @@ import requests
 
 from helpers import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOL = 5.0
 
 

@@ -156,6 +156,18 @@ def test_rest_429_honours_retry_after(rest):
     assert s.seen[1][2] - s.seen[0][2] >= 0.9
 
 
+def test_rest_timeout_is_a_deadline_for_retries_and_retry_after(rest):
+    api, s = rest
+    s.script = [(429, {"Retry-After": "8"}, b'{"message":"slow down"}'), (200, {}, b'{"id":"o1"}')]
+    start = time.monotonic()
+    with pytest.raises(pcw.ApiError) as info:
+        api.get_organization(timeout=2)
+    # The 8 s wait would end past the 2 s deadline: it is not started (before, it took 8 s and more).
+    assert info.value.status == 429 and len(s.seen) == 1 and time.monotonic() - start < 6
+    s.script = [(503, {"Retry-After": "0.2"}, b""), (200, {}, b'{"id":"o1"}')]
+    assert api.get_organization(timeout=5) == {"id": "o1"}  # a wait that fits is honoured
+
+
 def test_rest_post_is_not_retried_and_errors_carry_context(rest):
     api, s = rest
     s.script = [(503, {"inin-correlation-id": "corr-1"}, b'{"message":"down"}')]

@@ -48,7 +48,7 @@ from purecloud_webrtc.jingle.sdp import (
 )
 from purecloud_webrtc.media import BufferSink, SinkPump, ToneSource
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_JID = re.compile(r"^webrtc-\d+@gjoll\.[a-z0-9.-]+/[0-9a-f-]{36}$")
 pytestmark = pytest.mark.timeout(20)
 

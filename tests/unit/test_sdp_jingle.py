@@ -48,7 +48,7 @@ from purecloud_webrtc.jingle.sdp import (
 
 pytestmark = pytest.mark.timeout(10)
 
-DATA = Path(__file__).parent / "data" / "sdp"
+DATA = Path(__file__).resolve().parents[1] / "data" / "sdp"
 
 # (fixture, role of the party that wrote it, SDP type)
 FIXTURES: list[tuple[str, str, str]] = [

@@ -21,7 +21,7 @@ from purecloud_webrtc.media import BufferSink, ToneSource
 
 from conftest import SdkFactory, wait_until
 
-NODE_DIR = Path(__file__).resolve().parent.parent / "node"
+NODE_DIR = Path(__file__).resolve().parents[2] / "node"
 SCRIPT = NODE_DIR / "libwebrtc_party.js"
 NODE = shutil.which("node")
 HAVE_WRTC = NODE is not None and (NODE_DIR / "node_modules" / "@roamhq" / "wrtc" / "package.json").is_file()
