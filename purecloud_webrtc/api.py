@@ -52,13 +52,16 @@ class ApiClient:
     """
 
     def __init__(self, base_url: str, access_token: str, *, timeout: float = 15.0, retries: int = 3,
-                 verify: "bool | str" = True) -> None:
+                 verify: "bool | str" = True, adapter: Any = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._token = access_token
         self._lock = threading.Lock()
         self.retries = retries
         self._session = requests.Session()
+        if adapter is not None:  # a requests transport adapter (tests script the API with one)
+            self._session.mount("http://", adapter)
+            self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = f"purecloud-webrtc-python/{__version__}"
         # True: the system's trusted CAs; a path: a CA bundle (e.g. a company proxy's, or the emulator's).
         # Passed with every request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests.

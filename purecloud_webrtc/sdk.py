@@ -250,6 +250,9 @@ class PureCloudWebrtcSdk(Emitter):
         ``r"gateway@xmpp\\.example\\.test/.*"`` for a plain XMPP server; a callable ``fn(jid) -> bool`` also
         works.  Proposals from anybody else are ignored (a ``trace`` event), never answered.
     :param limits: a :class:`~purecloud_webrtc.Limits` bounding what a peer can make the SDK hold.
+    :param xmpp_transport: test seam: a factory for the streaming socket (see ``XmppStream``); the default is
+        websocket-client.  Protocol tests script a server through it without a socket.
+    :param http_adapter: test seam: a ``requests`` transport adapter mounted for the REST client.
 
     Threads: callbacks run on the SDK's events thread; methods may be called from any other thread
     (and from callbacks, except those that wait for events).
@@ -294,6 +297,8 @@ class PureCloudWebrtcSdk(Emitter):
         quality_thresholds: Any = None,
         trusted_peers: Any = None,
         limits: Optional[Limits] = None,
+        xmpp_transport: Any = None,
+        http_adapter: Any = None,
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -326,7 +331,8 @@ class PureCloudWebrtcSdk(Emitter):
 
         self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
         self.api = ApiClient(self.options.api_base_url, self.options.access_token, timeout=self.options.request_timeout,
-                             verify=self.options.ca_bundle or True)
+                             verify=self.options.ca_bundle or True, adapter=http_adapter)
+        self._xmpp_transport = xmpp_transport
         self._dispatcher = Dispatcher(self)
         self._init_emitter(self._dispatcher)
         self._core = Core(self)

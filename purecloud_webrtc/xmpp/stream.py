@@ -14,7 +14,7 @@ import base64
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional
 
 from .. import _xml as X
 from .._xml import NS, Element, element, q
@@ -166,8 +166,13 @@ class XmppStream:
         ping_timeout: float = 7.0,
         max_missed_pings: int = 2,
         sslopt: Optional[Dict[str, object]] = None,
+        transport_factory: Optional[Callable[..., Any]] = None,
     ) -> None:
         self._loop = loop
+        #: makes the socket: ``factory(url, loop, on_frame, on_closed, connect_timeout=, sslopt=, on_oversized=)``
+        #: with ``open()``, ``send(text)``, ``close()``, ``join()`` (default: :class:`WebSocketTransport`); the
+        #: seam through which protocol tests script a server without a socket
+        self._transport_factory = transport_factory or WebSocketTransport
         self.url = url
         self.jid = jid.bare
         self._password = password
@@ -213,9 +218,9 @@ class XmppStream:
             raise
 
     async def _connect(self) -> Jid:
-        self._transport = WebSocketTransport(self.url, self._loop, self._on_frame, self._on_socket_closed,
-                                             connect_timeout=self.connect_timeout, sslopt=self._sslopt,
-                                             on_oversized=self._on_oversized)
+        self._transport = self._transport_factory(self.url, self._loop, self._on_frame, self._on_socket_closed,
+                                                  connect_timeout=self.connect_timeout, sslopt=self._sslopt,
+                                                  on_oversized=self._on_oversized)
         await self._transport.open()
         features = await self._open_stream()
         mechanisms = [(m.text or "").strip() for m in features.iter(q("sasl", "mechanism"))]

@@ -148,29 +148,19 @@ def test_candidate_parser_only_raises_sdp_error(text):
         pass
 
 
-class _Sink:
-    def __init__(self):
-        self.sent = 0
-        self.state = "connected"
-        from purecloud_webrtc.xmpp.stream import Jid
-
-        self.full_jid = Jid.parse("me@acme.test/r")
-
-    def send(self, el):
-        X.to_string(el)
-        self.sent += 1
-
-    def send_iq_nowait(self, el, on_error=None):
-        self.send(el)
 
 
 def test_core_survives_random_stanzas():
-    sdk = pcw.PureCloudWebrtcSdk("tok", api_base_url="http://127.0.0.1:9", streaming_base_url="ws://127.0.0.1:9",
-                                 auto_connect_sessions=False)
-    core = sdk._core
-    from purecloud_webrtc.xmpp.stream import Jid
+    # A real stream over the scripted socket: every fuzzed stanza goes through the frame parser too.
+    from scripted import ScriptedApi, ScriptedXmpp
 
-    core.stream, core.jid, core.me, core.state = _Sink(), Jid.parse("me@acme.test"), {"id": "u"}, "connected"
+    server = ScriptedXmpp("me@acme.test")
+    sdk = pcw.PureCloudWebrtcSdk("tok", api_base_url="http://api.scripted.test", allow_insecure=True,
+                                 streaming_base_url="ws://streaming.scripted.test", auto_connect_sessions=False,
+                                 ping_interval=0, xmpp_transport=server.factory,
+                                 http_adapter=ScriptedApi("u", "me@acme.test"))
+    sdk.initialize(timeout=10)
+    core = sdk._core
     stanza = st.builds(lambda kind, attrs, kids: X.element("{jabber:client}" + kind, attrs, *kids),
                        st.sampled_from(["iq", "message"]),
                        st.dictionaries(st.sampled_from(["id", "type", "from", "to"]), VALUES, max_size=4),
@@ -181,17 +171,14 @@ def test_core_survives_random_stanzas():
     def feed(el):
         FUZZ_COUNTS["core-stanza"] += 1
 
-        async def run():
-            if el.tag.endswith("}iq"):
-                core._on_iq(el)
-            else:
-                core._on_message(el)
+        server.inject(X.to_string(el))
+
+        async def settle():
             await asyncio.sleep(0)
 
-        core.call(run, 5, "fuzz")
+        core.call(settle, 5, "fuzz")
 
     try:
         feed()
     finally:
-        core.stream = None
         sdk.close()

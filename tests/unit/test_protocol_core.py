@@ -20,48 +20,37 @@ MY_RESOURCE = "purecloud-webrtc-sdk-test"
 GW = "webrtc-7731@gjoll.us-east-1.example.test/a61c4e20"
 
 
-class FakeStream:
-    def __init__(self) -> None:
-        self.sent: List[str] = []
-        self.state = "connected"
-        self.full_jid = Jid.parse(f"{ME}/{MY_RESOURCE}")
+def scripted_sdk(**options: Any) -> Any:
+    """An SDK connected, for real, to a scripted server (tests/scripted.py): no socket, no emulator."""
+    from scripted import ScriptedApi, ScriptedXmpp
 
-    def send(self, el: Any) -> None:
-        self.sent.append(X.to_string(el, parent_ns="jabber:client"))
-
-    def send_iq_nowait(self, el: Any, on_error: Any = None) -> None:
-        self.send(el)
+    server = ScriptedXmpp(ME)
+    sdk = pcw.PureCloudWebrtcSdk("tok", api_base_url="http://api.scripted.test", allow_insecure=True,
+                                 streaming_base_url="ws://streaming.scripted.test", jid_resource=MY_RESOURCE,
+                                 ping_interval=0, xmpp_transport=server.factory,
+                                 http_adapter=ScriptedApi("user-1", ME), **options)
+    sdk.initialize(timeout=10)
+    server.sent.clear()
+    server.core = sdk._core
+    return sdk, sdk._core, server, sdk.event_queue()
 
 
 @pytest.fixture
 def core_sdk():
-    sdk = pcw.PureCloudWebrtcSdk("tok", api_base_url="http://127.0.0.1:9", streaming_base_url="ws://127.0.0.1:9",
-                                 auto_connect_sessions=False)
-    core = sdk._core
-    stream = FakeStream()
-    core.stream = stream
-    core.jid = Jid.parse(ME)
-    core.me = {"id": "user-1", "chat": {"jabberId": ME}}
-    core.state = "connected"
-    events = sdk.event_queue()
-    yield sdk, core, stream, events
+    sdk, core, server, events = scripted_sdk(auto_connect_sessions=False)
+    yield sdk, core, server, events
     events.close()
-    core.stream = None
     sdk.close()
 
 
-def feed(core: Any, xml: str) -> None:
-    el = X.parse(xml)
+def feed(server: Any, xml: str) -> None:
+    """The server sends ``xml``; return once the SDK has handled it."""
+    server.inject(xml)
 
-    async def run() -> None:
-        if el.tag.endswith("}message"):
-            core._on_message(el)
-        else:
-            handled = core._on_iq(el)
-            assert handled
+    async def settle() -> None:
         await asyncio.sleep(0.05)
 
-    core.call(run, 5, "feed")
+    server.core.call(settle, 5, "feed")
 
 
 def propose(sid: str, cid: str = "conv-1", auto: str = "false", frm: str = GW) -> str:
@@ -81,7 +70,7 @@ def wait_events(sdk: Any) -> None:
 
 def test_propose_emits_pending_session_with_the_seed_payload(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
+    feed(stream, propose("sid-1"))
     wait_events(sdk)
     got = [e for e in events.drain() if e.name == "pendingSession"]
     assert len(got) == 1
@@ -93,7 +82,7 @@ def test_propose_emits_pending_session_with_the_seed_payload(core_sdk):
 
 def test_accept_sends_proceed_to_the_proposer_without_type(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
+    feed(stream, propose("sid-1"))
     sdk.accept_pending_session("sid-1")
     assert len(stream.sent) == 1
     sent = X.parse(stream.sent[0].replace("<message ", '<message xmlns="jabber:client" ', 1))
@@ -106,19 +95,19 @@ def test_accept_sends_proceed_to_the_proposer_without_type(core_sdk):
 
 def test_auto_answer_true_is_accepted_automatically_but_false_string_is_not(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-a", cid="c-a", auto="false"))
-    feed(core, propose("sid-b", cid="c-b", auto="true"))
+    feed(stream, propose("sid-a", cid="c-a", auto="false"))
+    feed(stream, propose("sid-b", cid="c-b", auto="true"))
     assert len(stream.sent) == 1 and 'id="sid-b"' in stream.sent[0] and "<proceed" in stream.sent[0]
 
 
 def test_duplicate_propose_same_id_is_silent_or_re_proceeds(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
-    feed(core, propose("sid-1"))
+    feed(stream, propose("sid-1"))
+    feed(stream, propose("sid-1"))
     wait_events(sdk)
     assert names(events).count("pendingSession") == 1 and stream.sent == []
     sdk.accept_pending_session("sid-1")
-    feed(core, propose("sid-1"))  # re-sent after our proceed: proceed again, no new event
+    feed(stream, propose("sid-1"))  # re-sent after our proceed: proceed again, no new event
     assert [s.count("<proceed") for s in stream.sent] == [1, 1]
     wait_events(sdk)
     assert "pendingSession" not in names(events)
@@ -126,8 +115,8 @@ def test_duplicate_propose_same_id_is_silent_or_re_proceeds(core_sdk):
 
 def test_re_proposal_of_the_same_conversation_keeps_one_pending_session(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1", cid="conv-9"))
-    feed(core, propose("sid-2", cid="conv-9"))
+    feed(stream, propose("sid-1", cid="conv-9"))
+    feed(stream, propose("sid-2", cid="conv-9"))
     wait_events(sdk)
     assert names(events).count("pendingSession") == 1
     assert [p.id for p in sdk.pending_sessions] == ["sid-2"]
@@ -138,8 +127,8 @@ def test_re_proposal_of_the_same_conversation_keeps_one_pending_session(core_sdk
 
 def test_retract_cancels_and_accepting_afterwards_is_not_found(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
-    feed(core, f'<message xmlns="jabber:client" from="{GW}"><retract xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
+    feed(stream, propose("sid-1"))
+    feed(stream, f'<message xmlns="jabber:client" from="{GW}"><retract xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
     wait_events(sdk)
     got = [e for e in events.drain() if e.name in ("pendingSession", "cancelPendingSession")]
     assert [(e.name, e.value if e.name != "pendingSession" else e.value.id) for e in got] == [
@@ -150,12 +139,12 @@ def test_retract_cancels_and_accepting_afterwards_is_not_found(core_sdk):
 
 def test_accept_from_another_client_is_handled_but_our_own_echo_is_ignored(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
+    feed(stream, propose("sid-1"))
     own = f"{ME}/{MY_RESOURCE}"
-    feed(core, f'<message xmlns="jabber:client" from="{own}" to="{ME}"><accept xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
+    feed(stream, f'<message xmlns="jabber:client" from="{own}" to="{ME}"><accept xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
     wait_events(sdk)
     assert "handledPendingSession" not in names(events)
-    feed(core, f'<message xmlns="jabber:client" from="{ME}/other-device" to="{ME}"><accept xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
+    feed(stream, f'<message xmlns="jabber:client" from="{ME}/other-device" to="{ME}"><accept xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
     wait_events(sdk)
     assert names(events) == ["handledPendingSession", "ready"]
     assert sdk.pending_sessions == []
@@ -163,8 +152,8 @@ def test_accept_from_another_client_is_handled_but_our_own_echo_is_ignored(core_
 
 def test_reject_from_another_client_is_handled(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
-    feed(core, f'<message xmlns="jabber:client" from="{ME}/desk" to="{ME}"><reject xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
+    feed(stream, propose("sid-1"))
+    feed(stream, f'<message xmlns="jabber:client" from="{ME}/desk" to="{ME}"><reject xmlns="urn:xmpp:jingle-message:0" id="sid-1"/></message>')
     wait_events(sdk)
     assert "handledPendingSession" in names(events)
 
@@ -182,7 +171,7 @@ def test_proposals_from_anybody_but_the_gateway_are_ignored(core_sdk):
     sdk, core, stream, events = core_sdk
     for i, frm in enumerate([COLLEAGUE, f"{COLLEAGUE.split('/')[0]}/gjoll", f"acd-1@acmecorp.orgspan.com/x",
                              f"{ME}/other-device", "webrtc-1@gjoll.example.test"]):
-        feed(core, propose(f"evil-{i}", cid=f"c-{i}", auto="true", frm=frm))
+        feed(stream, propose(f"evil-{i}", cid=f"c-{i}", auto="true", frm=frm))
     wait_events(sdk)
     got = events.drain()
     assert not [e for e in got if e.name == "pendingSession"] and stream.sent == []
@@ -192,41 +181,41 @@ def test_proposals_from_anybody_but_the_gateway_are_ignored(core_sdk):
 
 def test_retract_accept_and_reject_from_strangers_change_nothing(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
-    feed(core, jmi("retract", "sid-1", OTHER_GW))
-    feed(core, jmi("retract", "sid-1", COLLEAGUE))
-    feed(core, jmi("accept", "sid-1", COLLEAGUE))
-    feed(core, jmi("reject", "sid-1", COLLEAGUE))
-    feed(core, jmi("accept", "sid-1", GW))  # the proposer cannot "answer elsewhere" for us
+    feed(stream, propose("sid-1"))
+    feed(stream, jmi("retract", "sid-1", OTHER_GW))
+    feed(stream, jmi("retract", "sid-1", COLLEAGUE))
+    feed(stream, jmi("accept", "sid-1", COLLEAGUE))
+    feed(stream, jmi("reject", "sid-1", COLLEAGUE))
+    feed(stream, jmi("accept", "sid-1", GW))  # the proposer cannot "answer elsewhere" for us
     wait_events(sdk)
     assert [p.id for p in sdk.pending_sessions] == ["sid-1"]
     assert not {"cancelPendingSession", "handledPendingSession"} & set(names(events))
-    feed(core, jmi("reject", "sid-1", GW))  # but it may withdraw by reject
+    feed(stream, jmi("reject", "sid-1", GW))  # but it may withdraw by reject
     wait_events(sdk)
     assert "handledPendingSession" in names(events)
 
 
 def test_duplicate_propose_from_another_jid_is_not_re_proceeded(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
+    feed(stream, propose("sid-1"))
     sdk.accept_pending_session("sid-1")
-    feed(core, propose("sid-1", frm=OTHER_GW))
+    feed(stream, propose("sid-1", frm=OTHER_GW))
     assert len(stream.sent) == 1 and f'to="{GW}"' in stream.sent[0]
 
 
 def test_session_initiate_only_from_the_proceeded_peer(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, propose("sid-1"))
+    feed(stream, propose("sid-1"))
     sdk.accept_pending_session("sid-1")
     for frm in (OTHER_GW, COLLEAGUE, GW.split("/")[0]):
-        feed(core, jingle_iq("session-initiate", "sid-1", "<content/>", frm=frm))
+        feed(stream, jingle_iq("session-initiate", "sid-1", "<content/>", frm=frm))
         assert "<unknown-session" in stream.sent[-1] and f'to="{frm}"' in stream.sent[-1]
     assert sdk.sessions == [] and [p.id for p in sdk.pending_sessions] == ["sid-1"]
 
 
 def test_jmi_without_id_is_an_error_event_not_a_crash(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, f'<message xmlns="jabber:client" from="{GW}"><propose xmlns="urn:xmpp:jingle-message:0"/></message>')
+    feed(stream, f'<message xmlns="jabber:client" from="{GW}"><propose xmlns="urn:xmpp:jingle-message:0"/></message>')
     wait_events(sdk)
     errors = [e for e in events.drain() if e.name == "error"]
     assert errors and isinstance(errors[0].value, pcw.SignalingError)
@@ -240,7 +229,7 @@ def jingle_iq(action: str, sid: str, body: str = "", iq_id: str = "srv-1", frm: 
 @pytest.mark.parametrize("action", ["transport-info", "session-info", "session-accept", "content-add"])
 def test_jingle_for_an_unknown_sid_gets_unknown_session(core_sdk, action):
     sdk, core, stream, events = core_sdk
-    feed(core, jingle_iq(action, "nope"))
+    feed(stream, jingle_iq(action, "nope"))
     reply = stream.sent[-1]
     assert 'type="error"' in reply and 'id="srv-1"' in reply
     assert "<item-not-found" in reply and '<unknown-session xmlns="urn:xmpp:jingle:errors:1"/>' in reply
@@ -248,20 +237,20 @@ def test_jingle_for_an_unknown_sid_gets_unknown_session(core_sdk, action):
 
 def test_terminate_for_an_unknown_sid_is_acknowledged(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, jingle_iq("session-terminate", "nope", "<reason><success/></reason>"))
+    feed(stream, jingle_iq("session-terminate", "nope", "<reason><success/></reason>"))
     assert stream.sent[-1] == f'<iq type="result" id="srv-1" to="{GW}"/>'
 
 
-def proceeded(sdk: Any, core: Any, sid: str) -> None:
+def proceeded(sdk: Any, stream: Any, sid: str) -> None:
     """Propose ``sid`` from the gateway and accept it: only then may a session-initiate come."""
-    feed(core, propose(sid, cid=f"conv-{sid}"))
+    feed(stream, propose(sid, cid=f"conv-{sid}"))
     sdk.accept_pending_session(sid)
 
 
 def test_session_initiate_without_contents_is_bad_request(core_sdk):
     sdk, core, stream, events = core_sdk
-    proceeded(sdk, core, "sid-x")
-    feed(core, jingle_iq("session-initiate", "sid-x"))
+    proceeded(sdk, stream, "sid-x")
+    feed(stream, jingle_iq("session-initiate", "sid-x"))
     assert 'type="error"' in stream.sent[-1] and "<bad-request" in stream.sent[-1]
     assert sdk.sessions == []
 
@@ -270,8 +259,8 @@ def test_session_initiate_with_untranslatable_offer_is_refused_and_reported(core
     sdk, core, stream, events = core_sdk
     body = ('<content creator="initiator" name="audio"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">'
             '<payload-type name="opus" clockrate="48000"/></description></content>')
-    proceeded(sdk, core, "sid-x")
-    feed(core, jingle_iq("session-initiate", "sid-x", body))
+    proceeded(sdk, stream, "sid-x")
+    feed(stream, jingle_iq("session-initiate", "sid-x", body))
     assert 'type="error"' in stream.sent[-1]
     wait_events(sdk)
     assert "error" in names(events)
@@ -280,7 +269,7 @@ def test_session_initiate_with_untranslatable_offer_is_refused_and_reported(core
 
 def test_jingle_iq_get_is_bad_request(core_sdk):
     sdk, core, stream, events = core_sdk
-    feed(core, jingle_iq("session-info", "x").replace('type="set"', 'type="get"'))
+    feed(stream, jingle_iq("session-info", "x").replace('type="set"', 'type="get"'))
     assert "<bad-request" in stream.sent[-1]
 
 
@@ -318,7 +307,7 @@ def rpc(method: str, params: dict, rpc_id: str = "r-1", iq_id: str = "g-1") -> s
             f'<genesys-webrtc xmlns="genesys">{escape(body)}</genesys-webrtc></iq>')
 
 
-def sent_rpcs(stream: FakeStream) -> List[dict]:
+def sent_rpcs(stream: Any) -> List[dict]:
     out = []
     for text in stream.sent:
         if "genesys-webrtc" in text:
@@ -331,16 +320,10 @@ def sent_rpcs(stream: FakeStream) -> List[dict]:
 def rpc_sdk():
     from purecloud_webrtc.media import NullSink, SilenceSource
 
-    sdk = pcw.PureCloudWebrtcSdk("tok", api_base_url="http://127.0.0.1:9", streaming_base_url="ws://127.0.0.1:9",
-                                 ice_host_addresses=["127.0.0.1"], default_source=SilenceSource(),
-                                 default_sink=NullSink())
-    core = sdk._core
-    stream = FakeStream()
-    core.stream, core.jid, core.me, core.state = stream, Jid.parse(ME), {"id": "user-1"}, "connected"
-    events = sdk.event_queue()
-    yield sdk, core, stream, events
+    sdk, core, server, events = scripted_sdk(ice_host_addresses=["127.0.0.1"], default_source=SilenceSource(),
+                                             default_sink=NullSink())
+    yield sdk, core, server, events
     events.close()
-    core.stream = None
     sdk.close()
 
 
@@ -359,11 +342,11 @@ def propose_sdp(sid: str) -> str:
 
 def test_rpc_offer_is_answered_with_json_rpc_and_early_candidates_are_applied(rpc_sdk):
     sdk, core, stream, events = rpc_sdk
-    feed(core, propose_sdp("s1"))
+    feed(stream, propose_sdp("s1"))
     # A candidate that arrives before the offer is kept and applied once the offer is in.
-    feed(core, rpc("iceCandidate", {"sessionId": "s1", "sdp": "m=0 9 RTP/AVP 0\r\n"
+    feed(stream, rpc("iceCandidate", {"sessionId": "s1", "sdp": "m=0 9 RTP/AVP 0\r\n"
                                     "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"}, "c-0"))
-    feed(core, rpc("offer", {"sessionId": "s1", "conversationId": "conv-1", "sdp": aiortc_offer()}))
+    feed(stream, rpc("offer", {"sessionId": "s1", "conversationId": "conv-1", "sdp": aiortc_offer()}))
     wait_for(lambda: any(m["method"] == "answer" for m in sent_rpcs(stream)))
     methods = [m["method"] for m in sent_rpcs(stream)]
     assert methods[0] == "answer" and methods[-1] == "iceCandidate"
@@ -379,10 +362,10 @@ def test_rpc_offer_is_answered_with_json_rpc_and_early_candidates_are_applied(rp
 
 def test_jingle_initiate_for_an_sdp_over_xmpp_session_is_ignored(rpc_sdk):
     sdk, core, stream, events = rpc_sdk
-    feed(core, propose_sdp("s2"))
+    feed(stream, propose_sdp("s2"))
     body = ('<content creator="initiator" name="0"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">'
             '<payload-type id="111" name="opus" clockrate="48000" channels="2"/></description></content>')
-    feed(core, jingle_iq("session-initiate", "s2", body))
+    feed(stream, jingle_iq("session-initiate", "s2", body))
     assert stream.sent[-1] == f'<iq type="result" id="srv-1" to="{GW}"/>'
     assert sdk.sessions == []
 
@@ -390,14 +373,14 @@ def test_jingle_initiate_for_an_sdp_over_xmpp_session_is_ignored(rpc_sdk):
 def test_rpc_from_strangers_or_without_a_proceed_is_refused(rpc_sdk):
     sdk, core, stream, events = rpc_sdk
     offer = aiortc_offer()
-    feed(core, rpc("offer", {"sessionId": "never-proposed", "sdp": offer}))
+    feed(stream, rpc("offer", {"sessionId": "never-proposed", "sdp": offer}))
     assert "<unknown-session" in stream.sent[-1]
-    feed(core, propose_sdp("s1"))  # auto-answered: proceeded to GW
+    feed(stream, propose_sdp("s1"))  # auto-answered: proceeded to GW
     for method, params in (("offer", {"sessionId": "s1", "sdp": offer}),
                            ("iceCandidate", {"sessionId": "s1", "sdp": "m=0 9 RTP/AVP 0\r\na=candidate:1 1 udp 1 "
                                                                         "127.0.0.1 9 typ host\r\n"}),
                            ("terminate", {"sessionId": "s1"})):
-        feed(core, rpc(method, params).replace(f'from="{GW}"', f'from="{OTHER_GW}"'))
+        feed(stream, rpc(method, params).replace(f'from="{GW}"', f'from="{OTHER_GW}"'))
         assert "<unknown-session" in stream.sent[-1] and f'to="{OTHER_GW}"' in stream.sent[-1]
     assert sdk.sessions == [] and [p.id for p in sdk.pending_sessions] == ["s1"]
     assert core._early_candidates == {}
@@ -405,13 +388,13 @@ def test_rpc_from_strangers_or_without_a_proceed_is_refused(rpc_sdk):
 
 def test_rpc_renegotiation_and_reinvite(rpc_sdk):
     sdk, core, stream, events = rpc_sdk
-    feed(core, propose_sdp("s3"))
+    feed(stream, propose_sdp("s3"))
     offer = aiortc_offer()
-    feed(core, rpc("offer", {"sessionId": "s3", "sdp": offer}, "o-1"))
+    feed(stream, rpc("offer", {"sessionId": "s3", "sdp": offer}, "o-1"))
     wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 1)
     first = sdk.get_session("s3")
     # Same ICE credentials: a renegotiation of the same session, answered again.
-    feed(core, rpc("offer", {"sessionId": "s3", "sdp": offer}, "o-2"))
+    feed(stream, rpc("offer", {"sessionId": "s3", "sdp": offer}, "o-2"))
     try:
         wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 2)
     except AssertionError:
@@ -419,12 +402,12 @@ def test_rpc_renegotiation_and_reinvite(rpc_sdk):
     assert sdk.get_session("s3") is first and not first.ended
     # New ICE credentials (reinvite): a brand-new session replaces it; the old one ends.
     with sdk.expect_event("sessionEnded") as ended, sdk.expect_event("sessionStarted") as started:
-        feed(core, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
+        feed(stream, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
     assert ended.args == (first, "alternative-session")
     assert started.value is not first and started.value.id == "s3"
     wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 3)
     # The gateway repeats a reinvite until answered: the same JSON-RPC id again is ignored.
-    feed(core, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
+    feed(stream, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
     import time
     time.sleep(0.3)
     assert [m["method"] for m in sent_rpcs(stream)].count("answer") == 3
@@ -433,14 +416,14 @@ def test_rpc_renegotiation_and_reinvite(rpc_sdk):
 
 def test_rpc_terminate_ends_the_session_and_bad_json_is_reported(rpc_sdk):
     sdk, core, stream, events = rpc_sdk
-    feed(core, propose_sdp("s4"))
-    feed(core, rpc("offer", {"sessionId": "s4", "sdp": aiortc_offer()}))
+    feed(stream, propose_sdp("s4"))
+    feed(stream, rpc("offer", {"sessionId": "s4", "sdp": aiortc_offer()}))
     wait_for(lambda: sdk.sessions)
     with sdk.expect_event("sessionEnded") as ended:
-        feed(core, rpc("terminate", {"sessionId": "s4", "reason": "timeout"}, "t-1"))
+        feed(stream, rpc("terminate", {"sessionId": "s4", "reason": "timeout"}, "t-1"))
     assert ended.args[1] == "timeout"
     with sdk.expect_event("error") as err:
-        feed(core, f'<iq xmlns="jabber:client" type="set" id="g-9" from="{GW}">'
+        feed(stream, f'<iq xmlns="jabber:client" type="set" id="g-9" from="{GW}">'
                    '<genesys-webrtc xmlns="genesys">{not json</genesys-webrtc></iq>')
     assert isinstance(err.value, pcw.SignalingError) and "not JSON" in str(err.value)
 
@@ -448,7 +431,7 @@ def test_rpc_terminate_ends_the_session_and_bad_json_is_reported(rpc_sdk):
 def test_rpc_candidates_during_the_offer_keep_their_order_with_end_of_candidates(rpc_sdk):
     """The race seen under load: end-of-candidates must never overtake an earlier candidate."""
     sdk, core, stream, events = rpc_sdk
-    feed(core, propose_sdp("s5"))
+    feed(stream, propose_sdp("s5"))
     offer = aiortc_offer()
     cand = rpc("iceCandidate", {"sessionId": "s5", "sdp": "m=0 9 RTP/AVP 0\r\n"
                                 "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"}, "c-1")
