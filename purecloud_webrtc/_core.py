@@ -18,6 +18,8 @@ module                      what it does on the core's state
 ``_jingle_router``          Jingle IQs to their session or the protocol's answer; transfers
 ``_rpc_router``             SDP over XMPP (JSON-RPC) and what it must remember
 ``_media_resolution``       a session's sources and sinks, resolved off the loop, and their owner
+``jingle.session``          one call's signalling (Jingle or JSON-RPC) and its state snapshot
+``_session_media``          one call's media: peer connection, live audio, pump, RFC 4733, quality
 ``_commands``               every command of both facades, as coroutines
 ``_trust``                  who may propose or talk in a call; bounds; the remote-candidate filter
 ``_internals``              the one adapter for aiortc/aioice/PyAV internals

@@ -1,7 +1,8 @@
 """The public session object handed to ``sessionStarted`` callbacks.
 
-A :class:`Session` is a thin, thread-safe view of one call: its attributes are
-snapshots written by the core loop; its methods (``accept``, ``end``) block the
+A :class:`Session` is a thin, thread-safe view of one call: its state attributes read one
+frozen snapshot (``SessionView``) that the core loop replaces on every change, so they are
+consistent with each other without relying on the GIL; its methods (``accept``, ``end``) block the
 calling thread until the core has done the work.  Session events
 (``terminated``, ``change:connectionState``, ``change:interrupted``,
 ``change:active``, ``endOfCandidates``) are delivered on the SDK's events
@@ -46,7 +47,7 @@ class Session(Emitter):
 
     @property
     def conversation_id(self) -> Optional[str]:
-        return self._core_session.conversation_id
+        return self._core_session.view.conversation_id
 
     conversationId = conversation_id  # noqa: N815 - the seed's spelling
 
@@ -58,31 +59,31 @@ class Session(Emitter):
     @property
     def state(self) -> str:
         """``starting`` → ``pending`` (offer applied) → ``active`` (accepted) → ``ended``."""
-        return self._core_session.state
+        return self._core_session.view.state
 
     @property
     def connection_state(self) -> str:
         """``new``, ``connecting``, ``connected``, ``interrupted``, ``disconnected`` or ``failed``."""
-        return self._core_session.connection_state
+        return self._core_session.view.connection_state
 
     connectionState = connection_state  # noqa: N815
 
     @property
     def interrupted(self) -> bool:
-        return self._core_session.interrupted
+        return self._core_session.view.interrupted
 
     @property
     def active(self) -> bool:
-        return self._core_session.state == "active"
+        return self._core_session.view.state == "active"
 
     @property
     def ended(self) -> bool:
-        return self._core_session.ended
+        return self._core_session.view.state == "ended"
 
     @property
     def end_reason(self) -> Optional[str]:
         """The XEP-0166 reason condition once the session ended."""
-        return self._core_session.end_reason
+        return self._core_session.view.end_reason
 
     @property
     def source(self) -> Any:
@@ -107,11 +108,11 @@ class Session(Emitter):
 
     @property
     def local_sdp(self) -> Optional[str]:
-        return self._core_session.local_sdp
+        return self._core_session.view.local_sdp
 
     @property
     def remote_sdp(self) -> Optional[str]:
-        return self._core_session.remote_sdp
+        return self._core_session.view.remote_sdp
 
     # -- commands -----------------------------------------------------------------------------
 

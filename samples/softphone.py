@@ -10,7 +10,8 @@ r ring (emulator only), q quit.  The status line shows the live input and output
 
 Without a terminal (or for tests) give the keys as a script:
     --script "ring; answer; wait 2; mute; wait 1; mute; input pcw_mic2; wait 1; hangup; quit"
-Commands: ring, answer, call [NUMBER], mute, hangup, input NAME, output NAME, wait SECONDS, quit.
+Commands: ring, answer, call [NUMBER], mute, hangup, input NAME, output NAME, wait SECONDS,
+until-silent SECONDS (wait, at most that long, for the silent-microphone warning), quit.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Softphone:
         self.outputs: List[str] = []
         self.lock = threading.Lock()
         self.quit = threading.Event()
+        self.silent_warning = threading.Event()
         sdk.on("pendingSession", self.on_pending)
         sdk.on("cancelPendingSession", lambda sid: self.say(f"ringing stopped ({sid})"))
         sdk.on("sessionStarted", self.on_started)
@@ -113,10 +115,13 @@ class Softphone:
         self.session = session
         session.on("audioLevel", self.on_levels)
         session.on("change:muted", lambda s, muted: self.say("muted" if muted else "unmuted"))
-        session.on("silentMicrophone",
-                   lambda s, silent: self.say("warning: your microphone sends only silence" if silent
-                                              else "microphone: sound again"))
+        session.on("silentMicrophone", self.on_silent)
         self.say(f"in call: session {session.id} (conversation {session.conversation_id})")
+
+    def on_silent(self, session: Any, silent: bool) -> None:
+        self.say("warning: your microphone sends only silence" if silent else "microphone: sound again")
+        if silent:
+            self.silent_warning.set()
 
     def on_levels(self, session: Any, levels: Any) -> None:
         self.levels = levels
@@ -243,6 +248,14 @@ class Softphone:
             deadline = time.monotonic() + float(rest[0])
             while time.monotonic() < deadline:
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+                self.status()
+        elif name == "until-silent":
+            # Not a fixed wait: on a busy machine the warning may take longer than its nominal 2 s.
+            deadline = time.monotonic() + float(rest[0])
+            while not self.silent_warning.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    self.say("no silent-microphone warning came")
+                    break
                 self.status()
         elif name in ("quit", "q"):
             self.quit.set()

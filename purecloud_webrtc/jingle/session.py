@@ -1,41 +1,41 @@
-"""The Jingle responder state machine with its aiortc peer connection (core loop only).
+"""The Jingle responder state machine: a call's signalling (core loop only).
 
 The gateway is always the Jingle initiator and we the responder (docs/protocol.rst §4).
-A session is created by ``session-initiate``; :meth:`JingleSession.accept`
-answers it: ``session-accept`` without candidates, one ``transport-info`` per
-candidate, then ``<gathering-complete/>`` (aiortc gathers everything before
-``setLocalDescription`` returns, so we trickle them ourselves, §9).  When ICE
-completes we send ``session-info <active/>``.
+A session is created by ``session-initiate`` (or, in SDP-over-XMPP mode, a JSON-RPC ``offer``, §5);
+:meth:`JingleSession.accept` answers it: ``session-accept`` without candidates, one ``transport-info``
+per candidate, then ``<gathering-complete/>`` (aiortc gathers everything before ``setLocalDescription``
+returns, so we trickle them ourselves, §9).  When ICE completes we send ``session-info <active/>``.
 
-Every method runs on the core loop.  Handlers for one session are serialised by
-a lock, so a ``transport-info`` that arrives while the offer is still being
-applied waits for it instead of racing it.
+The call's media (peer connection, live audio, pump, RFC 4733, quality, recording) is a
+:class:`~purecloud_webrtc._session_media.SessionMedia` that this signalling drives.  Every method runs
+on the core loop.  Handlers for one session are serialised by a lock, so a ``transport-info`` that
+arrives while the offer is still being applied waits for it instead of racing it.
+
+The public :class:`~purecloud_webrtc.Session` reads :attr:`JingleSession.view`, a frozen snapshot the
+core replaces whenever the state it shows changes, so a reader on another thread always sees one
+consistent state (no reliance on the GIL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from aiortc.sdp import candidate_from_sdp
-
-from .. import _xml as X
-from .._xml import NS, Element, element, q
+from .._session_media import SessionMedia, only_sha256
+from .._xml import Element, element, q
 from ..errors import MediaError, SessionStateError
 from . import sdp as sdpmod
 from .messages import jingle_iq, parse_reason, reason_element
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._core import Core
-    from ..media.live import CallMedia
-    from ..media.sinks import AudioSink, SinkPump
+    from ..media.sinks import AudioSink
     from ..media.sources import AudioSource
 
-__all__ = ["JingleSession", "SessionState", "ConnectionState"]
+__all__ = ["JingleSession", "SessionState", "ConnectionState", "SessionView"]
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,26 @@ class ConnectionState:
     FAILED = "failed"
 
 
-def _only_sha256(sdp: str) -> str:
-    # aiortc offers sha-256/384/512; browsers (and the gateway) send sha-256 only (docs/protocol.rst §9).
-    lines = sdp.split("\r\n")
-    if any(line.startswith("a=fingerprint:sha-256 ") for line in lines):
-        lines = [line for line in lines if not line.startswith("a=fingerprint:") or line.startswith("a=fingerprint:sha-256 ")]
-    return "\r\n".join(lines)
+@dataclasses.dataclass(frozen=True)
+class SessionView:
+    """What a session shows other threads, replaced as a whole by the core on every change."""
+
+    state: str = SessionState.STARTING
+    connection_state: str = ConnectionState.NEW
+    interrupted: bool = False
+    conversation_id: Optional[str] = None
+    end_reason: Optional[str] = None
+    end_reason_text: Optional[str] = None
+    local_sdp: Optional[str] = None
+    remote_sdp: Optional[str] = None
+
+
+_VIEW_FIELDS = frozenset(f.name for f in dataclasses.fields(SessionView))
+_MEDIA_FIELDS = frozenset({"pc", "remote_track", "source", "sink", "pump", "dtmf_track", "te_sender", "quality"})
 
 
 class JingleSession:
-    """One call's signaling and media, owned by the core loop.
+    """One call's signalling, owned by the core loop; its media is :attr:`rtc`.
 
     :param core: the SDK core.
     :param sid: Jingle session id (= XEP-0353 proposal id).
@@ -77,8 +87,10 @@ class JingleSession:
     """
 
     def __init__(self, core: "Core", sid: str, peer: str, conversation_id: Optional[str]) -> None:
+        from .._trust import CandidateCounts
         from ..session import Session
 
+        object.__setattr__(self, "view", SessionView(conversation_id=conversation_id))
         self.core = core
         self.sid = sid
         self.peer = peer
@@ -88,12 +100,6 @@ class JingleSession:
         self.interrupted = False
         self.end_reason: Optional[str] = None
         self.end_reason_text: Optional[str] = None
-        self.pc: Optional[RTCPeerConnection] = None
-        self.remote_track: Any = None
-        self.source: Optional["AudioSource"] = None
-        self.sink: Optional["AudioSink"] = None
-        self.pump: Optional["SinkPump"] = None
-        self.media: Optional["CallMedia"] = None  # live source/sink swaps, mute, levels, recording
         self.local_sdp: Optional[str] = None
         self.remote_sdp: Optional[str] = None
         self.created_at = time.monotonic()
@@ -101,8 +107,6 @@ class JingleSession:
         self.ended_at: Optional[float] = None
         self.active_sent = False
         self.local_ufrag: Optional[str] = None
-        self.dtmf_track: Any = None
-        self.te_sender: Any = None  # RFC 4733 sender, when telephone-event was negotiated
         #: "jingle", or "rpc" when the server negotiates with JSON-RPC SDP-over-XMPP (docs/protocol.rst §5).
         self.mode = "jingle"
         self._lock = asyncio.Lock()
@@ -110,16 +114,34 @@ class JingleSession:
         self.answered = asyncio.Event()
         #: set when the session has ended
         self.ended_event = asyncio.Event()
-        self._owns_source = True
-        self._owns_sink = True
-        from .._trust import CandidateCounts
-
         #: Remote candidates used and dropped (multicast, link-local, over the limit, ...), for the stats.
         self.candidates = CandidateCounts()
         self.public = Session(core.sdk, self)
-        from .._session_quality import SessionQuality
+        #: the call's media, driven by this signalling
+        self.rtc = SessionMedia(self, self._on_ice_state)
 
-        self.quality = SessionQuality(self)  # our jitter buffer, get_stats(), the stats event
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _MEDIA_FIELDS:
+            setattr(self.rtc, name, value)
+            return
+        object.__setattr__(self, name, value)
+        if name in _VIEW_FIELDS:
+            # One new snapshot per change: readers on other threads see the old or the new, never a mix.
+            object.__setattr__(self, "view", dataclasses.replace(self.view, **{name: value}))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not set on the session: the media's (pc, pump, source, sink, quality...).
+        if name in _MEDIA_FIELDS and "rtc" in self.__dict__:
+            return getattr(self.__dict__["rtc"], name)
+        raise AttributeError(name)
+
+    @property
+    def media(self) -> Any:
+        """The call's live audio (:class:`~purecloud_webrtc.media.live.CallMedia`), once answered."""
+        return self.rtc.live
+
+    def _start_pump(self) -> None:
+        self.rtc.start_pump()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -168,14 +190,29 @@ class JingleSession:
             self.interrupted = False
             self.public._emit("change:interrupted", self.public, False)
 
-    def _configuration(self) -> RTCConfiguration:
-        servers = []
-        for server in self.core.ice_servers:
-            servers.append(RTCIceServer(urls=server["urls"], username=server.get("username"),
-                                        credential=server.get("credential")))
-        policy = RTCIceTransportPolicy.RELAY if self.core.ice_transport_policy == "relay" else RTCIceTransportPolicy.ALL
-        # Always an explicit list: with None aiortc would add a public STUN server (docs/protocol.rst §13.1).
-        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+    def _on_ice_state(self, state: str) -> None:
+        """The media's ICE state changed: the connection state, and the service's cue once connected."""
+        if self.ended:
+            return
+        if state == "checking":
+            self._set_connection_state(ConnectionState.CONNECTING)
+        elif state in ("completed", "connected"):
+            if self.connected_at is None:
+                self.connected_at = time.monotonic()
+            self._set_connection_state(ConnectionState.CONNECTED)
+            self.rtc.quality.start()
+            if not self.active_sent:
+                # aiortc's "completed" is the browsers' "connected": the server's cue (§4.6, §9).
+                self.active_sent = True
+                if self.mode == "rpc":
+                    self._send_rpc("info", {"status": "active"})
+                else:
+                    self._send_jingle("session-info", element(q("rtp_info", "active")))
+        elif state == "failed":
+            self._set_connection_state(ConnectionState.FAILED)
+            self.core.loop.create_task(self.finish("failed-transport", send=True))
+        elif state == "closed":
+            self._set_connection_state(ConnectionState.DISCONNECTED)
 
     # -- remote candidates: the filter and the bound (see _trust) ----------------------------
 
@@ -222,15 +259,12 @@ class JingleSession:
                 return False
             offer = self._screen_sdp(offer)
             self.remote_sdp = offer
-            self.pc = RTCPeerConnection(self._configuration())
-            self._wire_pc(self.pc)
             try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+                await self.rtc.apply_offer(offer)
             except Exception as exc:  # aiortc raises ValueError & co. for offers it cannot use
                 self.core.send(error_reply(iq, "not-acceptable", "modify", text=f"offer refused: {exc}"))
                 self.core.report_error(MediaError(f"the offer of session {self.sid} was refused: {exc}"),
                                        {"session_id": self.sid})
-                await self.pc.close()
                 return False
             self.core.send(result_reply(iq))
             self._set_state(SessionState.PENDING)
@@ -249,14 +283,11 @@ class JingleSession:
             self.mode = "rpc"
             offer = self._screen_sdp(offer)
             self.remote_sdp = offer
-            self.pc = RTCPeerConnection(self._configuration())
-            self._wire_pc(self.pc)
             try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+                await self.rtc.apply_offer(offer)
             except Exception as exc:  # an offer aiortc cannot use
                 self.core.report_error(MediaError(f"the offer of session {self.sid} was refused: {exc}"),
                                        {"session_id": self.sid})
-                await self.pc.close()
                 return False
             while True:
                 batch = take_early()
@@ -271,19 +302,16 @@ class JingleSession:
     async def on_rpc_renegotiate(self, offer: str) -> None:
         """Same ICE credentials: a renegotiation of this session; answer it again (§5)."""
         async with self._lock:
-            if self.pc is None or self.ended:
+            if self.rtc.pc is None or self.ended:
                 return
             offer = self._screen_sdp(offer)
             try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-                answer = await self.pc.createAnswer()
-                await self.pc.setLocalDescription(answer)
+                local = await self.rtc.renegotiate(offer)
             except Exception as exc:
                 self.core.report_error(MediaError(f"renegotiation of {self.sid} failed: {exc}"),
                                        {"session_id": self.sid})
                 return
             self.remote_sdp = offer
-            local = _only_sha256(self.pc.localDescription.sdp)
             self.local_sdp = local
             stripped, _ = sdpmod.split_candidates(local)
             self._send_rpc("answer", {"sdp": stripped})
@@ -303,31 +331,24 @@ class JingleSession:
     async def _add_rpc_candidate(self, fragment: str) -> None:
         from .rpc import parse_candidate_fragment
 
-        if self.pc is None or self.ended:
+        if self.rtc.pc is None or self.ended:
             return
         try:
             mid, candidate = parse_candidate_fragment(fragment)
         except ValueError as exc:
             log.warning("session %s: %s", self.sid, exc)
             return
+        if candidate is not None and not self._admit_candidate(candidate):
+            return
         try:
-            if candidate is None:
-                await self.pc.addIceCandidate(None)
-                return
-            if not self._admit_candidate(candidate):
-                return
-            ice = candidate_from_sdp(candidate[len("candidate:"):])
-            if mid is None:
-                ice.sdpMLineIndex = 0  # no m= line in the fragment: the (bundled) first section
-            else:
-                ice.sdpMid = mid
-            await self.pc.addIceCandidate(ice)
+            # No m= line in the fragment: the (bundled) first section.
+            await self.rtc.add_candidate(candidate, mid=mid)
         except Exception as exc:  # one bad candidate must not hurt the call
             log.warning("session %s: remote candidate %r refused: %s", self.sid, candidate, exc)
 
     async def on_transport_info(self, jingle: Element) -> None:
         async with self._lock:
-            if self.pc is None or self.ended:
+            if self.rtc.pc is None or self.ended:
                 return
             try:
                 entries = sdpmod.parse_transport_info(jingle)
@@ -335,16 +356,11 @@ class JingleSession:
                 self.core.report_error(exc, {"session_id": self.sid, "action": "transport-info"})
                 return
             for mid, _ufrag, candidate in entries:
+                if candidate is not None and not self._admit_candidate(
+                        candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate):
+                    continue
                 try:
-                    if candidate is None:
-                        await self.pc.addIceCandidate(None)
-                        continue
-                    text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
-                    if not self._admit_candidate(text):
-                        continue
-                    ice = candidate_from_sdp(text)
-                    ice.sdpMid = mid
-                    await self.pc.addIceCandidate(ice)
+                    await self.rtc.add_candidate(candidate, mid=mid)
                 except Exception as exc:  # a bad candidate must not hurt the others
                     log.warning("session %s: remote candidate %r refused: %s", self.sid, candidate, exc)
 
@@ -361,126 +377,40 @@ class JingleSession:
         :raises SessionStateError: when the session is not waiting for an answer.
         """
         async with self._lock:
-            if self.state != SessionState.PENDING or self.pc is None:
+            if self.state != SessionState.PENDING or self.rtc.pc is None:
                 raise SessionStateError(f"session {self.sid} cannot be accepted: it is {self.state}",
                                         session_id=self.sid)
-            self.source, self.sink = source, sink
-            self._owns_source, self._owns_sink = owns_source, owns_sink
-            pc = self.pc
             try:
-                from ..media.live import CallMedia
-
-                self.media = CallMedia(lambda name, *args: self.public._emit(name, self.public, *args))
-                self.answered.set()
-                self.media.set_sink(sink)
-                # One stable sending track whose inner source can be swapped live (no renegotiation).
-                send_track = self.media.start(source)
-                if source is not None:
-                    from ..media.dtmf import DtmfOverlayTrack
-
-                    # In-band DTMF rides on top of whatever is sent (aiortc has no RFC 4733 sender).
-                    self.dtmf_track = DtmfOverlayTrack(send_track)
-                    # addTrack (not replaceTrack) makes the transceiver sendrecv (docs/protocol.rst §10.8).
-                    pc.addTrack(self.dtmf_track)
-                answer = await pc.createAnswer()
-                await pc.setLocalDescription(answer)
+                local = await self.rtc.answer(source, sink, owns_source, owns_sink, self.remote_sdp or "")
             except Exception as exc:
                 await self.finish("failed-application", text=str(exc), send=True)
                 raise MediaError(f"cannot answer session {self.sid}: {exc}") from exc
-            local = self.quality.munge_answer(_only_sha256(pc.localDescription.sdp))
-            local = self._setup_rfc4733(local)
             self.local_sdp = local
             stripped, candidates = sdpmod.split_candidates(local)
             if self.mode == "rpc":
                 self._send_rpc_answer(stripped, candidates)
-                self._set_state(SessionState.ACTIVE)
-                self.public._emit("endOfCandidates", self.public)
-                if self.remote_track is not None and sink is not None:
-                    self._start_pump()
-                return
-            contents = sdpmod.sdp_to_jingle(stripped, "responder", include_candidates=False)
-            self._send_jingle("session-accept", *contents)
-            self._set_state(SessionState.ACTIVE)
-            ufrags = {}
-            for content in contents:
-                transport = content.find(q("ice_udp", "transport"))
-                if content.tag == q("jingle", "content") and transport is not None:
-                    ufrags[content.get("name")] = transport.get("ufrag")
-            for mid, candidate in candidates:
-                self._send_jingle("transport-info", sdpmod.transport_info_content(mid, ufrags.get(mid), candidate))
-            first_mid = next(iter(ufrags), None)
-            if first_mid is not None:
-                self.local_ufrag = ufrags[first_mid]
-                self._send_jingle("transport-info", sdpmod.transport_info_content(
-                    first_mid, ufrags[first_mid], gathering_complete=True))
-            self.public._emit("endOfCandidates", self.public)
-            if self.remote_track is not None and sink is not None:
-                self._start_pump()
-
-    def _setup_rfc4733(self, answer: str) -> str:
-        """Accept the offer's telephone-event in our answer and hook RFC 4733 send/receive (see media.rfc4733)."""
-        from ..media.rfc4733 import TelephoneEventSender, answer_telephone_event, attach_receiver, telephone_event_of
-
-        answer = answer_telephone_event(answer, self.remote_sdp or "")
-        negotiated = telephone_event_of(answer)
-        if negotiated is None or self.pc is None:
-            return answer
-        sender = next((t.sender for t in self.pc.getTransceivers() if t.kind == "audio"), None)
-        if sender is not None and sender.track is not None:
-            te = TelephoneEventSender(sender, *negotiated)
-            if te.install():
-                self.te_sender = te
             else:
-                self.core.trace("warning", f"session {self.sid}: RFC 4733 sending is not available with this "
-                                "aiortc; DTMF is sent in-band", {"session_id": self.sid, "hook": "rfc4733_send"})
-        if not attach_receiver(self.pc, negotiated[0], lambda digit: self.public._emit("dtmf", self.public, digit)):
-            self.core.trace("warning", f"session {self.sid}: RFC 4733 receiving is not available with this aiortc; "
-                            "only in-band DTMF is detected", {"session_id": self.sid, "hook": "rfc4733_receive"})
-        return answer
+                self._send_session_accept(stripped, candidates)
+            self._set_state(SessionState.ACTIVE)
+            self.public._emit("endOfCandidates", self.public)
+            if self.rtc.remote_track is not None and sink is not None:
+                self.rtc.start_pump()
 
-    def _start_pump(self) -> None:
-        from ..media.sinks import SinkPump
-
-        if self.pump is None and self.sink is not None and self.remote_track is not None:
-            from ..media.dtmf import DtmfDetectorSink
-
-            target = self.media.router if self.media is not None else self.sink
-            detector = DtmfDetectorSink(lambda digit: self.public._emit("dtmf", self.public, digit), target)
-            self.pump = SinkPump(self.remote_track, detector)
-            self.pump.start()
-
-    def _wire_pc(self, pc: RTCPeerConnection) -> None:
-        @pc.on("track")
-        def on_track(track: Any) -> None:
-            if track.kind == "audio" and self.remote_track is None:
-                self.remote_track = self.quality.wrap_track(pc, track)
-                if self.state == SessionState.ACTIVE:
-                    self._start_pump()
-
-        @pc.on("iceconnectionstatechange")
-        def on_ice_state() -> None:
-            state = pc.iceConnectionState
-            if self.ended:
-                return
-            if state == "checking":
-                self._set_connection_state(ConnectionState.CONNECTING)
-            elif state in ("completed", "connected"):
-                if self.connected_at is None:
-                    self.connected_at = time.monotonic()
-                self._set_connection_state(ConnectionState.CONNECTED)
-                self.quality.start()
-                if not self.active_sent:
-                    # aiortc's "completed" is the browsers' "connected": the server's cue (§4.6, §9).
-                    self.active_sent = True
-                    if self.mode == "rpc":
-                        self._send_rpc("info", {"status": "active"})
-                    else:
-                        self._send_jingle("session-info", element(q("rtp_info", "active")))
-            elif state == "failed":
-                self._set_connection_state(ConnectionState.FAILED)
-                self.core.loop.create_task(self.finish("failed-transport", send=True))
-            elif state == "closed":
-                self._set_connection_state(ConnectionState.DISCONNECTED)
+    def _send_session_accept(self, stripped: str, candidates: "list[tuple[str, str]]") -> None:
+        contents = sdpmod.sdp_to_jingle(stripped, "responder", include_candidates=False)
+        self._send_jingle("session-accept", *contents)
+        ufrags = {}
+        for content in contents:
+            transport = content.find(q("ice_udp", "transport"))
+            if content.tag == q("jingle", "content") and transport is not None:
+                ufrags[content.get("name")] = transport.get("ufrag")
+        for mid, candidate in candidates:
+            self._send_jingle("transport-info", sdpmod.transport_info_content(mid, ufrags.get(mid), candidate))
+        first_mid = next(iter(ufrags), None)
+        if first_mid is not None:
+            self.local_ufrag = ufrags[first_mid]
+            self._send_jingle("transport-info", sdpmod.transport_info_content(
+                first_mid, ufrags[first_mid], gathering_complete=True))
 
     # -- end -------------------------------------------------------------------------------------
 
@@ -506,38 +436,12 @@ class JingleSession:
                     self._send_jingle("session-terminate", reason_element(reason, text))
             except Exception as exc:  # the stream may be down; the call ends locally anyway
                 log.info("session %s: could not send session-terminate: %s", self.sid, exc)
-        await self.close_media()
+        await self.rtc.close()
         if self.connection_state not in (ConnectionState.DISCONNECTED, ConnectionState.NEW, ConnectionState.FAILED):
             self._set_connection_state(ConnectionState.DISCONNECTED)
         self.public._emit("terminated", self.public, reason)
         self.core.sdk._emit("sessionEnded", self.public, reason)
 
     async def close_media(self) -> None:
-        """Stop the pump, close the peer connection, release source and sink (sink/source closed off-loop)."""
-        await self.quality.stop()
-        if self.pump is not None:
-            try:
-                await self.pump.stop()
-            except Exception:  # stopping must go on
-                log.debug("pump stop failed", exc_info=True)
-        if self.pc is not None:
-            try:
-                await self.pc.close()
-            except Exception:
-                log.debug("pc close failed", exc_info=True)
-        closers = []
-        if self.media is not None:
-            recorder = await self.media.close()
-            if recorder is not None:
-                closers.append(recorder.close)
-            closers.extend(s.close for s in self.media.retired_sources)
-            closers.extend(s.close for s in self.media.retired_sinks)
-        if self.source is not None and self._owns_source:
-            closers.append(self.source.close)
-        if self.sink is not None and self._owns_sink:
-            closers.append(self.sink.close)
-        for close in closers:
-            try:
-                await self.core.run_blocking(close)
-            except Exception:
-                log.warning("closing media of session %s failed", self.sid, exc_info=True)
+        """Close the media now (the session's ``finish`` does it too)."""
+        await self.rtc.close()

@@ -26,10 +26,10 @@ def relay(monkeypatch):
     from aiortc.sdp import candidate_from_sdp
 
     import purecloud_webrtc.emulator.party as party
-    import purecloud_webrtc.jingle.session as jingle_session
+    import purecloud_webrtc._session_media as session_media
 
     with LossRelay(loss=0.05, impaired=("b->a",), seed=3, max_seconds=120) as r:
-        monkeypatch.setattr(jingle_session, "candidate_from_sdp",
+        monkeypatch.setattr(session_media, "candidate_from_sdp",
                             lambda text: r.rewrite(candidate_from_sdp(text), "a"))
         monkeypatch.setattr(party, "candidate_from_sdp", lambda text: r.rewrite(candidate_from_sdp(text), "b"))
         yield r

@@ -133,3 +133,35 @@ def test_a_failed_hook_is_recorded_and_reported():
 
 def test_probe_lists_every_hook():
     assert set(_internals.probe()) == set(_internals.HOOKS)
+
+
+def test_private_internals_are_touched_in_the_adapter_only():
+    """``grep`` for the private names of aiortc/aioice/PyAV finds them in ``_internals.py`` alone."""
+    import re
+    from pathlib import Path
+
+    package = Path(_internals.__file__).parent
+    private = re.compile(r"_RTCRtp\w+__|\._send_rtp\b|\b_rtp_router\b|\b_handle_rtp_packet\b|[\"']_codecs[\"']|"
+                         r"transceiver\._codecs|sender\._ssrc|packet\._data|aioice\.ice\.get_host_addresses\s*=|"
+                         r"[\"']av\.libs[\"']|aiortc\.jitterbuffer")
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name == "_internals.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if private.search(line) and not line.lstrip().startswith("#"):
+                offenders.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_importing_the_package_touches_no_internal():
+    import subprocess
+    import sys
+
+    # Importing installs no hook and checks nothing: the adapter acts at first use.
+    code = ("import purecloud_webrtc, purecloud_webrtc._internals as i\n"
+            "assert not i._status and not i._warned_versions, i._status\n"
+            "import aioice.ice\n"
+            "assert aioice.ice.get_host_addresses is not i._restricted_host_addresses\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

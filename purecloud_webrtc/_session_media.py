@@ -1,0 +1,226 @@
+"""A call's media: its aiortc peer connection and everything that carries audio (core loop only).
+
+:class:`SessionMedia` owns the peer connection (built with an explicit ICE configuration: aiortc would
+add a public STUN server otherwise, docs/protocol.rst §13.1), the live audio of the call
+(:class:`~purecloud_webrtc.media.live.CallMedia`: source/sink swaps, mute, levels, recording), the in-band
+DTMF track, the RFC 4733 sender and receiver, the receive pump with its DTMF detector, and the quality
+path (our jitter buffer and the statistics).  Signalling (:class:`~purecloud_webrtc.jingle.session.
+JingleSession`, Jingle or JSON-RPC) drives it: apply an offer, answer, add a remote candidate, close.
+It reports ICE state changes and the remote track back to the session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .jingle.session import JingleSession
+    from .media.live import CallMedia
+    from .media.sinks import AudioSink, SinkPump
+    from .media.sources import AudioSource
+
+__all__ = ["SessionMedia", "only_sha256"]
+
+log = logging.getLogger(__name__)
+
+
+def only_sha256(sdp: str) -> str:
+    """``sdp`` with only its sha-256 fingerprint: aiortc offers sha-256/384/512, browsers and the gateway one
+    (docs/protocol.rst §9)."""
+    lines = sdp.split("\r\n")
+    if any(line.startswith("a=fingerprint:sha-256 ") for line in lines):
+        lines = [line for line in lines if not line.startswith("a=fingerprint:") or line.startswith("a=fingerprint:sha-256 ")]
+    return "\r\n".join(lines)
+
+
+class SessionMedia:
+    """The media of one session.
+
+    :param session: the signalling session that drives it.
+    :param on_ice_state: called with aiortc's ICE connection state on every change.
+    """
+
+    def __init__(self, session: "JingleSession", on_ice_state: Callable[[str], None]) -> None:
+        from ._session_quality import SessionQuality
+
+        self.session = session
+        self.core = session.core
+        self._on_ice_state = on_ice_state
+        self.pc: Optional[RTCPeerConnection] = None
+        self.remote_track: Any = None
+        self.source: Optional["AudioSource"] = None
+        self.sink: Optional["AudioSink"] = None
+        self.owns_source = True
+        self.owns_sink = True
+        self.pump: Optional["SinkPump"] = None
+        #: live source/sink swaps, mute, levels, recording (once answered)
+        self.live: Optional["CallMedia"] = None
+        self.dtmf_track: Any = None
+        #: RFC 4733 sender, when telephone-event was negotiated
+        self.te_sender: Any = None
+        #: our jitter buffer, get_stats(), the stats event
+        self.quality = SessionQuality(session)
+
+    def _configuration(self) -> RTCConfiguration:
+        core = self.core
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                   for s in core.ice_servers]
+        policy = RTCIceTransportPolicy.RELAY if core.ice_transport_policy == "relay" else RTCIceTransportPolicy.ALL
+        # Always an explicit list: with None aiortc would add a public STUN server (docs/protocol.rst §13.1).
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    async def apply_offer(self, offer: str) -> None:
+        """A new peer connection with the remote offer applied (its candidates screened before).
+
+        :raises Exception: whatever aiortc raises for an offer it cannot use (the peer is closed then).
+        """
+        self.pc = RTCPeerConnection(self._configuration())
+        self._wire(self.pc)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        except BaseException:
+            await self.pc.close()
+            raise
+
+    async def renegotiate(self, offer: str) -> str:
+        """Apply a re-offer on the same peer connection; returns our new local SDP."""
+        assert self.pc is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return only_sha256(self.pc.localDescription.sdp)
+
+    async def answer(self, source: Optional["AudioSource"], sink: Optional["AudioSink"], owns_source: bool,
+                     owns_sink: bool, remote_sdp: str) -> str:
+        """Start our audio (``source``; ``None``: receive only) and playout into ``sink``; returns our answer.
+
+        :raises Exception: what aiortc raises when it cannot answer.
+        """
+        from .media.live import CallMedia
+
+        assert self.pc is not None
+        session = self.session
+        self.source, self.sink = source, sink
+        self.owns_source, self.owns_sink = owns_source, owns_sink
+        self.live = CallMedia(lambda name, *args: session.public._emit(name, session.public, *args))
+        session.answered.set()
+        self.live.set_sink(sink)
+        # One stable sending track whose inner source can be swapped live (no renegotiation).
+        send_track = self.live.start(source)
+        if source is not None:
+            from .media.dtmf import DtmfOverlayTrack
+
+            # In-band DTMF rides on top of whatever is sent (aiortc has no RFC 4733 sender).
+            self.dtmf_track = DtmfOverlayTrack(send_track)
+            # addTrack (not replaceTrack) makes the transceiver sendrecv (docs/protocol.rst §10.8).
+            self.pc.addTrack(self.dtmf_track)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        local = self.quality.munge_answer(only_sha256(self.pc.localDescription.sdp))
+        return self._setup_rfc4733(local, remote_sdp)
+
+    def _setup_rfc4733(self, answer: str, remote_sdp: str) -> str:
+        """Accept the offer's telephone-event in our answer and hook RFC 4733 send/receive (media.rfc4733)."""
+        from .media.rfc4733 import TelephoneEventSender, answer_telephone_event, attach_receiver, telephone_event_of
+
+        session = self.session
+        answer = answer_telephone_event(answer, remote_sdp)
+        negotiated = telephone_event_of(answer)
+        if negotiated is None or self.pc is None:
+            return answer
+        sender = next((t.sender for t in self.pc.getTransceivers() if t.kind == "audio"), None)
+        if sender is not None and sender.track is not None:
+            te = TelephoneEventSender(sender, *negotiated)
+            if te.install():
+                self.te_sender = te
+            else:
+                self.core.trace("warning", f"session {session.sid}: RFC 4733 sending is not available with this "
+                                "aiortc; DTMF is sent in-band", {"session_id": session.sid, "hook": "rfc4733_send"})
+        if not attach_receiver(self.pc, negotiated[0], lambda d: session.public._emit("dtmf", session.public, d)):
+            self.core.trace("warning", f"session {session.sid}: RFC 4733 receiving is not available with this "
+                            "aiortc; only in-band DTMF is detected", {"session_id": session.sid,
+                                                                       "hook": "rfc4733_receive"})
+        return answer
+
+    async def add_candidate(self, candidate: Optional[str], *, mid: Optional[str] = None) -> None:
+        """Hand one remote candidate (already admitted by the trust filter) to ICE; ``None`` ends them.
+
+        Without a mid the candidate belongs to the first (bundled) m-line.
+        """
+        if self.pc is None:
+            return
+        if candidate is None:
+            await self.pc.addIceCandidate(None)
+            return
+        text = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+        ice = candidate_from_sdp(text)
+        if mid is None:
+            ice.sdpMLineIndex = 0
+        else:
+            ice.sdpMid = mid
+        await self.pc.addIceCandidate(ice)
+
+    # -- playout -------------------------------------------------------------------------------
+
+    def start_pump(self) -> None:
+        """Play the remote track into the sink (through the DTMF detector) once both exist."""
+        from .media.dtmf import DtmfDetectorSink
+        from .media.sinks import SinkPump
+
+        session = self.session
+        if self.pump is None and self.sink is not None and self.remote_track is not None:
+            target = self.live.router if self.live is not None else self.sink
+            detector = DtmfDetectorSink(lambda digit: session.public._emit("dtmf", session.public, digit), target)
+            self.pump = SinkPump(self.remote_track, detector)
+            self.pump.start()
+
+    def _wire(self, pc: RTCPeerConnection) -> None:
+        session = self.session
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio" and self.remote_track is None:
+                self.remote_track = self.quality.wrap_track(pc, track)
+                if session.state == "active":
+                    self.start_pump()
+
+        @pc.on("iceconnectionstatechange")
+        def on_ice_state() -> None:
+            self._on_ice_state(pc.iceConnectionState)
+
+    # -- end -----------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop the pump, close the peer connection, release what the session owns (closed off the loop)."""
+        await self.quality.stop()
+        if self.pump is not None:
+            try:
+                await self.pump.stop()
+            except Exception:  # stopping must go on
+                log.debug("pump stop failed", exc_info=True)
+        if self.pc is not None:
+            try:
+                await self.pc.close()
+            except Exception:
+                log.debug("pc close failed", exc_info=True)
+        closers = []
+        if self.live is not None:
+            recorder = await self.live.close()
+            if recorder is not None:
+                closers.append(recorder.close)
+            closers.extend(s.close for s in self.live.retired_sources)
+            closers.extend(s.close for s in self.live.retired_sinks)
+        if self.source is not None and self.owns_source:
+            closers.append(self.source.close)
+        if self.sink is not None and self.owns_sink:
+            closers.append(self.sink.close)
+        for close in closers:
+            try:
+                await self.core.run_blocking(close)
+            except Exception:
+                log.warning("closing media of session %s failed", self.session.sid, exc_info=True)
