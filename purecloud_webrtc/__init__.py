@@ -22,6 +22,7 @@ from .errors import (
     SessionStateError,
     SignalingError,
     TlsError,
+    EventOverflowError,
     UsageError,
 )
 from .events import ConversationUpdate, Event, EventQueue, PendingSession, signals
@@ -64,4 +65,5 @@ __all__ = [
     "MediaError",
     "OperationTimeoutError",
     "ClosedError",
+    "EventOverflowError",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "MediaError",
     "OperationTimeoutError",
     "ClosedError",
+    "EventOverflowError",
 ]
 
 
@@ -168,3 +169,21 @@ class OperationTimeoutError(PureCloudWebrtcError, TimeoutError):
 
 class ClosedError(PureCloudWebrtcError, RuntimeError):
     """The SDK was closed (or is closing) while the operation was pending."""
+
+
+class EventOverflowError(PureCloudWebrtcError):
+    """Events were dropped because a callback kept the events thread busy while the bounded queue filled.
+
+    The core never waits for callbacks (it runs every call's media): once the queue is full, further
+    ordered events are dropped and counted, and this error is the first event delivered when the
+    events thread is free again.  Periodic events (``audioLevel``, ``stats``) are coalesced instead.
+
+    :ivar dropped: how many events were lost.
+    :ivar names: their names, in order (at most the first 100).
+    """
+
+    def __init__(self, dropped: int, names: "list[str]") -> None:
+        super().__init__(f"{dropped} event(s) were dropped while a callback blocked the events thread "
+                         f"({', '.join(sorted(set(names))[:10])})")
+        self.dropped = dropped
+        self.names = names

@@ -20,12 +20,13 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from blinker import Namespace, Signal
 
-from .errors import OperationTimeoutError, UsageError
+from .errors import ClosedError, OperationTimeoutError, UsageError
 
 __all__ = [
     "SDK_EVENTS",
@@ -224,17 +225,39 @@ class Event:
 _thread_ids = itertools.count(1)
 
 
+#: Events produced periodically: only emitted while somebody listens, and coalesced (the latest wins).
+PERIODIC_EVENTS = frozenset({"audioLevel", "stats"})
+
+_CLOSED = object()
+
+
 class Dispatcher:
     """Runs every user callback, in order, on one named thread.
 
-    The core calls :meth:`emit` (never blocking for long); the events thread
-    takes each item from a bounded queue and sends the blinker signal to the
-    receivers of that sender, catching and reporting their exceptions.
+    The contract with the core (which runs every call's media and must never wait for user code):
+
+    * :meth:`emit` never blocks.  Ordered events go through a bounded queue (``maxsize``); when a callback
+      blocks long enough to fill it, further ordered events are dropped and counted, and an ``error``
+      event (:class:`~purecloud_webrtc.errors.EventOverflowError`) is the first thing delivered once the
+      thread is free again.
+    * Periodic events (:data:`PERIODIC_EVENTS`) are coalesced per sender: however many are produced while
+      one waits for delivery, listeners get the latest one.
+    * Receivers live in each emitter's own registry (blinker keeps receivers connected with
+      ``weak=False`` for good, whatever ``disconnect`` is asked), so ``off``, ``once``, ``expect_event``,
+      ``EventQueue.close`` and ``close()`` leave nothing behind.  The module's blinker :data:`signals` are
+      still sent, for code that subscribes to them directly (frameworks).
+    * :meth:`close` wakes every waiter (``expect_event``, ``wait_for_event``, ``EventQueue.get``) with
+      :class:`~purecloud_webrtc.errors.ClosedError`.
     """
 
     def __init__(self, owner: Any, *, maxsize: int = 10000, name: Optional[str] = None) -> None:
         self._owner = owner
-        self._queue: "queue.Queue[Optional[Tuple[str, Any, Tuple[Any, ...], float]]]" = queue.Queue(maxsize)
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize)
+        self._lock = threading.Lock()
+        self._latest: Dict[Tuple[str, int], Tuple[Any, Tuple[Any, ...]]] = {}
+        self._dropped: List[str] = []
+        self._dropped_count = 0
+        self._waiters: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._thread = threading.Thread(
             target=self._run, name=name or f"pcw-events-{next(_thread_ids)}", daemon=True
         )
@@ -245,20 +268,56 @@ class Dispatcher:
     def thread(self) -> threading.Thread:
         return self._thread
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def on_events_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
     def emit(self, name: str, sender: Any, args: Tuple[Any, ...]) -> None:
-        """Queue one event; safe from any thread.  Never drops silently."""
+        """Queue one event; safe from any thread; never blocks (see the class docstring)."""
         if self._closed:
             return
-        item = (name, sender, args, time.monotonic())
+        if name in PERIODIC_EVENTS:
+            key = (name, id(sender))
+            with self._lock:
+                queued = key in self._latest
+                self._latest[key] = (sender, args)
+            if queued:
+                return  # the one already waiting will carry these values
+            item: Any = (name, sender, None, time.monotonic())
+        else:
+            item = (name, sender, args, time.monotonic())
         try:
-            self._queue.put(item, timeout=2.0)
+            self._queue.put_nowait(item)
         except queue.Full:
-            # A stuck callback: say so loudly rather than lose a call event.
-            log.error("events queue full (%d): a callback is blocking the events thread; event %s lost",
+            if name in PERIODIC_EVENTS:
+                with self._lock:
+                    self._latest.pop((name, id(sender)), None)
+                return
+            with self._lock:
+                self._dropped_count += 1
+                if len(self._dropped) < 100:
+                    self._dropped.append(name)
+            log.error("events queue full (%d): a callback is blocking the events thread; event %s dropped",
                       self._queue.maxsize, name)
+
+    def register_waiter(self, waiter: Any) -> None:
+        """``waiter.wake_closed()`` is called when the dispatcher closes."""
+        with self._lock:
+            self._waiters.add(waiter)
+        if self._closed:
+            waiter.wake_closed()
+
+    def _report_overflow(self) -> None:
+        with self._lock:
+            count, names = self._dropped_count, self._dropped
+            self._dropped_count, self._dropped = 0, []
+        if count:
+            from .errors import EventOverflowError
+
+            self._deliver("error", self._owner, (EventOverflowError(count, names), {"dropped": count}))
 
     def _run(self) -> None:
         while True:
@@ -266,25 +325,39 @@ class Dispatcher:
             if item is None:
                 return
             name, sender, args, _ = item
+            if args is None:  # a periodic event: take the latest values
+                with self._lock:
+                    latest = self._latest.pop((name, id(sender)), None)
+                if latest is None:
+                    continue
+                args = latest[1]
             try:
+                self._report_overflow()
                 self._deliver(name, sender, args)
             except Exception:  # never let one bad event stop every later callback
                 log.exception("could not deliver event %r", name)
+            # This frame would otherwise keep the last event (an ended session, its media...) alive
+            # until the next one comes.
+            item = sender = args = None
 
     def _deliver(self, name: str, sender: Any, args: Tuple[Any, ...]) -> None:
-        signal = signals[name]
         arg_names = SDK_EVENTS[name] if name in SDK_EVENTS else SESSION_EVENTS[name]
         kwargs = dict(zip(arg_names, args))
-        for receiver in list(signal.receivers_for(sender)):
+        receivers = sender._receivers_for(name) if isinstance(sender, Emitter) else []
+        signal = signals[name]
+        if signal.receivers:  # direct blinker subscribers (frameworks)
+            receivers = receivers + list(signal.receivers_for(sender))
+        for receiver in receivers:
             try:
                 receiver(sender, **kwargs)
             except Exception as exc:  # a user callback failed: never let it reach the core
                 log.exception("callback for %r raised", name)
                 if name != "error":
                     self.emit("error", self._owner, (exc, {"event": name, "callback": repr(receiver)}))
+                    _report_unhandled_once(self._owner, exc)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued, then stop the events thread (joined unless called from it)."""
+        """Deliver what is queued, then stop the events thread (joined unless called from it); wake waiters."""
         if self._closed:
             return
         self._closed = True
@@ -300,6 +373,45 @@ class Dispatcher:
             self._queue.put_nowait(None)
         if not self.on_events_thread():
             self._thread.join(timeout)
+        with self._lock:
+            waiters = list(self._waiters)
+            self._waiters = weakref.WeakSet()
+        for waiter in waiters:
+            waiter.wake_closed()
+
+
+def _report_unhandled_once(owner: Any, exc: BaseException) -> None:
+    """A raising callback reports itself on stderr once when nothing else would show it.
+
+    Like ``threading.excepthook``: without an ``error`` listener and without any logging configured
+    (the package only has its ``NullHandler``), the traceback would otherwise go nowhere.
+    """
+    if getattr(owner, "_callback_error_reported", False):
+        return
+    has_listener = isinstance(owner, Emitter) and bool(owner._receivers_for("error"))
+    logger = logging.getLogger("purecloud_webrtc")
+    if has_listener or logger.hasHandlers() and any(
+            not isinstance(h, logging.NullHandler) for h in _all_handlers(logger)):
+        return
+    try:
+        owner._callback_error_reported = True
+    except Exception:
+        pass
+    import sys
+    import traceback
+
+    sys.stderr.write("purecloud_webrtc: an event callback raised (reported once; add an 'error' listener or "
+                     "configure logging to see every one):\n")
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
+def _all_handlers(logger: logging.Logger) -> List[logging.Handler]:
+    handlers: List[logging.Handler] = []
+    current: Optional[logging.Logger] = logger
+    while current is not None:
+        handlers.extend(current.handlers)
+        current = current.parent if current.propagate else None
+    return handlers
 
 
 def connect_or_decorate(connect: Callable[[Callable[..., Any]], None], fn: Optional[Callable[..., Any]]) -> Any:
@@ -327,7 +439,7 @@ class _Receiver:
 
     def __call__(self, sender: Any, **kwargs: Any) -> None:
         if self.once:
-            self.emitter.off(self.name, self.fn)
+            self.emitter._remove_receiver(self.name, self)
         self.fn(*(kwargs[n] for n in self.arg_names))
 
     def __repr__(self) -> str:
@@ -335,16 +447,44 @@ class _Receiver:
 
 
 class Emitter:
-    """Event registration shared by the SDK and its sessions (``on``/``once``/``off``/``expect_event``/queues)."""
+    """Event registration shared by the SDK and its sessions (``on``/``once``/``off``/``expect_event``/queues).
+
+    Receivers live here, per emitter and event name (not in blinker's module-wide registry), so removing
+    one really removes it and a closed SDK or an ended session is collectable.
+    """
 
     _event_table: Dict[str, Tuple[str, ...]] = {}
 
     def _init_emitter(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        self._receivers: Dict[Tuple[str, Any], List[_Receiver]] = {}
+        self._registry: Dict[str, List[Callable[..., None]]] = {}
         self._receivers_lock = threading.Lock()
 
+    def _receivers_for(self, name: str) -> List[Callable[..., None]]:
+        with self._receivers_lock:
+            return list(self._registry.get(name, ()))
+
+    def _add_receiver(self, name: str, receiver: Callable[..., None]) -> None:
+        with self._receivers_lock:
+            self._registry.setdefault(name, []).append(receiver)
+
+    def _remove_receiver(self, name: str, receiver: Callable[..., None]) -> None:
+        with self._receivers_lock:
+            receivers = self._registry.get(name)
+            if receivers is not None:
+                self._registry[name] = [r for r in receivers if r != receiver]  # (bound methods compare equal)
+                if not self._registry[name]:
+                    del self._registry[name]
+
+    def _has_listeners(self, name: str) -> bool:
+        with self._receivers_lock:
+            if self._registry.get(name):
+                return True
+        return bool(signals[name].receivers)
+
     def _emit(self, name: str, *args: Any) -> None:
+        if name in PERIODIC_EVENTS and not self._has_listeners(name):
+            return  # nobody listens: not even queued
         self._dispatcher.emit(name, self, args)
 
     def on(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
@@ -367,30 +507,22 @@ class Emitter:
         """Remove ``fn`` from event ``name`` (all callbacks of that event when ``fn`` is None)."""
         canonical = canonical_event_name(name, list(self._event_table))
         with self._receivers_lock:
-            if fn is None:
-                keys = [k for k in self._receivers if k[0] == canonical]
+            receivers = self._registry.get(canonical, [])
+            kept = [r for r in receivers if not (isinstance(r, _Receiver) and (fn is None or r.fn is fn or r.fn == fn))]
+            if kept:
+                self._registry[canonical] = kept
             else:
-                keys = [(canonical, fn)]
-            for key in keys:
-                for receiver in self._receivers.pop(key, []):
-                    signals[canonical].disconnect(receiver, sender=self)
+                self._registry.pop(canonical, None)
 
     def _connect(self, name: str, fn: Callable[..., Any], once: bool) -> None:
         if not callable(fn):
             raise TypeError(f"callback for {name!r} must be callable, not {type(fn).__name__}")
-        receiver = _Receiver(fn, self._event_table[name], once, self, name)
-        with self._receivers_lock:
-            self._receivers.setdefault((name, fn), []).append(receiver)
-        # Strong reference: blinker's default weak references would silently drop lambdas.
-        signals[name].connect(receiver, sender=self, weak=False)
+        # Held strongly (a lambda is kept), until off(), once's first call, or close().
+        self._add_receiver(name, _Receiver(fn, self._event_table[name], once, self, name))
 
     def _disconnect_all(self) -> None:
         with self._receivers_lock:
-            items = list(self._receivers.items())
-            self._receivers.clear()
-        for (name, _), receivers in items:
-            for receiver in receivers:
-                signals[name].disconnect(receiver, sender=self)
+            self._registry.clear()
 
     def _check_may_wait(self, what: str) -> None:
         if self._dispatcher.on_events_thread():
@@ -454,6 +586,12 @@ class ExpectEvent:
         self._predicate = predicate
         self._done = threading.Event()
         self._event: Optional[Event] = None
+        self._closed = False
+
+    def wake_closed(self) -> None:
+        """The SDK closed: a waiting ``with`` block ends with :class:`ClosedError`."""
+        self._closed = True
+        self._done.set()
 
     def _receiver(self, sender: Any, **kwargs: Any) -> None:
         if self._done.is_set():
@@ -465,7 +603,8 @@ class ExpectEvent:
         self._done.set()
 
     def __enter__(self) -> "ExpectEvent":
-        signals[self._name].connect(self._receiver, sender=self._emitter, weak=False)
+        self._emitter._add_receiver(self._name, self._receiver)
+        self._emitter._dispatcher.register_waiter(self)
         return self
 
     def cancel(self) -> None:
@@ -474,10 +613,13 @@ class ExpectEvent:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and not getattr(self, "_cancelled", False) and not self._done.wait(self._timeout):
-                raise OperationTimeoutError(f"waiting for event {self._name!r}", self._timeout)
+            if exc_type is None and not getattr(self, "_cancelled", False):
+                if not self._done.wait(self._timeout):
+                    raise OperationTimeoutError(f"waiting for event {self._name!r}", self._timeout)
+                if self._event is None and self._closed:
+                    raise ClosedError(f"waiting for event {self._name!r}: the SDK was closed")
         finally:
-            signals[self._name].disconnect(self._receiver, sender=self._emitter)
+            self._emitter._remove_receiver(self._name, self._receiver)
 
     @property
     def event(self) -> Event:
@@ -507,10 +649,17 @@ class EventQueue:
         self._names = list(names)
         self._queue: "queue.Queue[Event]" = queue.Queue(maxsize)
         self._receivers: List[Tuple[str, Callable[..., None]]] = []
+        self._closed = False
         for name in self._names:
             receiver = self._make_receiver(name)
-            signals[name].connect(receiver, sender=emitter, weak=False)
+            emitter._add_receiver(name, receiver)
             self._receivers.append((name, receiver))
+        emitter._dispatcher.register_waiter(self)
+
+    def wake_closed(self) -> None:
+        """The SDK closed: a waiting :meth:`get` (or iteration) ends with :class:`ClosedError`."""
+        self._closed = True
+        self._queue.put(_CLOSED)  # type: ignore[arg-type]
 
     def _make_receiver(self, name: str) -> Callable[..., None]:
         arg_names = self._emitter._event_table[name]
@@ -527,16 +676,24 @@ class EventQueue:
         """
         self._emitter._check_may_wait("EventQueue.get")
         try:
-            return self._queue.get(timeout=timeout)
+            event = self._queue.get(timeout=timeout)
         except queue.Empty:
             raise OperationTimeoutError("waiting for the next event", timeout) from None
+        if event is _CLOSED:
+            self._queue.put(_CLOSED)  # type: ignore[arg-type]  # for the next get() too
+            raise ClosedError("waiting for the next event: the SDK was closed")
+        return event
 
     def get_nowait(self) -> Optional[Event]:
         """Next event, or ``None`` when the queue is empty."""
         try:
-            return self._queue.get_nowait()
+            event = self._queue.get_nowait()
         except queue.Empty:
             return None
+        if event is _CLOSED:
+            self._queue.put(_CLOSED)  # type: ignore[arg-type]
+            return None
+        return event
 
     def drain(self) -> List[Event]:
         """All events queued so far."""
@@ -548,12 +705,17 @@ class EventQueue:
             out.append(event)
 
     def __iter__(self) -> Iterator[Event]:
+        """Events as they come; ends when the SDK closes."""
         while True:
-            yield self._queue.get()
+            event = self._queue.get()
+            if event is _CLOSED:
+                self._queue.put(_CLOSED)  # type: ignore[arg-type]
+                return
+            yield event
 
     def close(self) -> None:
         for name, receiver in self._receivers:
-            signals[name].disconnect(receiver, sender=self._emitter)
+            self._emitter._remove_receiver(name, receiver)
         self._receivers.clear()
 
     def __enter__(self) -> "EventQueue":
