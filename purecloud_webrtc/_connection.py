@@ -70,16 +70,28 @@ class Connection:
         stream.on_bad_input = lambda exc, text: self.report_error(
             SignalingError(f"bad input from the server: {exc}"), {"frame": text[:500]})
         self.stream = stream
-        await stream.connect()
+        # Until every phase is done this stream is an attempt: its loss fails this connect() (whose caller
+        # decides: initialize() raises, the reconnect loop tries again), it is never a "disconnected" of its own.
+        self._connecting_stream = stream
         try:
+            await stream.connect()
+            self._check_alive(stream, "binding")
             if self.options.ice_servers is None:
                 await self.refresh_ice_servers()
-        except BaseException:
-            stream.abort("ICE server discovery failed")
+            self._check_alive(stream, "ICE server discovery")
+            stream.start_pings()
+            if self.options.subscribe_conversations:
+                await self._subscribe_conversations()
+            self._check_alive(stream, "the notification subscription")
+        except BaseException as exc:
+            stream.attempt_failed = True  # its on_closed (now or later) is not a disconnect to announce
+            self._connecting_stream = None
+            stream.abort(f"connect failed: {exc}")
+            if self.state == "connecting":
+                self.state = "disconnected"
             raise
-        stream.start_pings()
-        if self.options.subscribe_conversations:
-            await self._subscribe_conversations()
+        # From here to the event, nothing awaits: a loss now is an ordinary disconnect of a connected stream.
+        self._connecting_stream = None
         self.state = "connected"
         self._cleanup_orphaned_sessions()
         if self.options.ice_servers is None and self._ice_refresh_task is None:
@@ -118,8 +130,16 @@ class Connection:
                 except Exception as exc:  # credentials stay as they were; try again next time
                     self.trace("warning", f"ICE server refresh failed: {exc}")
 
+    def _check_alive(self, stream: XmppStream, phase: str) -> None:
+        if stream.state != "connected" or stream is not self.stream:
+            raise ConnectionFailedError(f"the streaming connection was lost during {phase}")
+
     def _on_stream_closed(self, stream: XmppStream, reason: str) -> None:
         if stream is not self.stream:
+            return
+        if stream is self._connecting_stream or getattr(stream, "attempt_failed", False):
+            # An attempt that never became "connected": connect() raises; nothing to announce or restart.
+            self.trace("info", f"streaming connection attempt lost: {reason}", {"reason": reason})
             return
         self.state = "disconnected"
         on_purpose = self.closing or self.user_disconnected
@@ -150,6 +170,8 @@ class Connection:
                 try:
                     await self.connect(reconnect=True)
                     self.reconnects += 1
+                    # Done, with no await since "connected": a loss from now on must start a new loop.
+                    self._reconnect_task = None
                     return
                 except AuthenticationError as exc:
                     if exc.condition == "temporary-auth-failure":
@@ -170,7 +192,8 @@ class Connection:
                     return
                 delay = min(max(delay, 0.05) * 2, self.options.reconnect_max_delay)
         finally:
-            self._reconnect_task = None
+            if self._reconnect_task is asyncio.current_task():
+                self._reconnect_task = None
 
     def _cleanup_orphaned_sessions(self) -> None:
         # Sessions whose media died while we were away are ended locally, not leaked (SDK HEAD

@@ -97,6 +97,8 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
         self.state = "idle"
         self.closing = False
         self._reconnect_task: Optional[asyncio.Task[None]] = None
+        #: the stream whose connect() is in progress (its loss fails that connect, see _connection)
+        self._connecting_stream: Optional[XmppStream] = None
         self._reconnect_now = False
         self.reconnects = 0
         self.trusted = TrustedPeers(self.options.trusted_peers)

@@ -34,7 +34,8 @@ class Notifications:
                          element(q("pubsub", "subscribe"), {"node": self.conversation_topic, "jid": str(self.jid)}))
         iq = element(q("client", "iq"), {"type": "set", "to": f"notifications.{self.options.environment}"}, pubsub)
         try:
-            await self.stream.iq(iq)
+            # Never long: the subscription is optional, and initialize() waits for it.
+            await self.stream.iq(iq, timeout=min(self.options.iq_timeout, 5.0))
         except PureCloudWebrtcError as exc:
             # Optional for calls: report it, keep the connection.
             self.trace("warning", f"could not subscribe to conversation events: {exc}")

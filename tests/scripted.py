@@ -77,6 +77,8 @@ class ScriptedTransport:
         self.thread = _Thread()
         self.authenticated = False
         self.closed = False
+        #: a half-dead socket: sends fail, nothing is reported until the SDK closes it
+        self.broken = False
 
     async def open(self) -> None:
         pass
@@ -85,6 +87,16 @@ class ScriptedTransport:
         self._loop.call_soon(self._on_frame, text)
 
     def send(self, text: str) -> None:  # on the core loop, as the real transport's send
+        if self.closed or self.broken:
+            from purecloud_webrtc.errors import ConnectionFailedError
+
+            raise ConnectionFailedError("the scripted socket is closed")
+        for cut in list(self.server.cuts):
+            if cut(text):  # a fault at this exact moment: the socket breaks instead of answering
+                self.server.cuts.remove(cut)
+                self.closed = True
+                self._loop.call_soon(self._on_closed, "connection lost (scripted)")
+                return
         el = X.parse(text)
         ns, local = X.split(el.tag)
         server = self.server
@@ -151,6 +163,8 @@ class ScriptedXmpp:
         self.transports: List[ScriptedTransport] = []
         self.bound = threading.Event()
         self._lock = threading.Lock()
+        #: one-shot faults: ``cut(text)`` true for a frame the SDK sends breaks the socket right there
+        self.cuts: List[Callable[[str], bool]] = []
 
     def factory(self, url: str, loop: asyncio.AbstractEventLoop, on_frame: Callable[[str], None],
                 on_closed: Callable[[str], None], **kwargs: Any) -> ScriptedTransport:
@@ -173,6 +187,10 @@ class ScriptedXmpp:
         transport = self.transports[-1]
         transport.closed = True
         transport._loop.call_soon_threadsafe(transport._on_closed, "connection lost")
+
+    def cut_when(self, predicate: Callable[[str], bool]) -> None:
+        """Break the socket when the SDK next sends a frame for which ``predicate`` is true."""
+        self.cuts.append(predicate)
 
     @property
     def state(self) -> str:

@@ -196,6 +196,8 @@ class XmppStream:
         self._close_reason: Optional[str] = None
         self._server_closed = asyncio.Event()
         self.missed_pings = 0
+        #: set by the core when this stream's connect attempt failed (its close is then not a disconnect)
+        self.attempt_failed = False
 
     # -- connect ----------------------------------------------------------------------
 
@@ -469,7 +471,10 @@ class XmppStream:
                         pass
                     self.abort("too many missed pongs")
                     return
-            except (ConnectionFailedError, ClosedError):
+            except (ConnectionFailedError, ClosedError) as exc:
+                # The ping could not even be sent: the socket is gone, whatever it looked like.
+                if self.state == "connected":
+                    self.abort(f"ping failed: {exc}")
                 return
 
     # -- close --------------------------------------------------------------------------
