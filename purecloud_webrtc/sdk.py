@@ -9,6 +9,7 @@ logic: every command is a coroutine run on the core with a timeout.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import difflib
 import ipaddress
 import logging
@@ -16,6 +17,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 from urllib.parse import urlparse
@@ -202,6 +204,23 @@ def softphone_call_body(phone_number: Optional[str], user_id: Optional[str], que
     return body
 
 
+#: SDKs not closed yet: the interpreter's exit closes them (their calls end; best effort, bounded).
+_open_sdks: "weakref.WeakSet[PureCloudWebrtcSdk]" = weakref.WeakSet()
+#: Seconds each open SDK gets to end its calls at interpreter exit.
+EXIT_CLOSE_TIMEOUT = 3.0
+
+
+def _close_at_exit() -> None:
+    for sdk in list(_open_sdks):
+        try:
+            sdk.close(timeout=EXIT_CLOSE_TIMEOUT)
+        except Exception:  # exiting anyway
+            pass
+
+
+atexit.register(_close_at_exit)
+
+
 class PureCloudWebrtcSdk(Emitter):
     """A Genesys Cloud WebRTC softphone client.
 
@@ -339,6 +358,7 @@ class PureCloudWebrtcSdk(Emitter):
         self._core.start()
         self._closed = False
         self._close_lock = threading.Lock()
+        _open_sdks.add(self)
         self.org: Optional[Dict[str, Any]] = None
 
     def _validate(self, values: Dict[str, Any], **extra: Any) -> SdkOptions:

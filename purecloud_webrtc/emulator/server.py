@@ -12,11 +12,13 @@ work to the loop and wait with a timeout.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import itertools
 import logging
 import threading
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from aiohttp import web
@@ -35,6 +37,19 @@ from .streaming import XmppRouter
 __all__ = ["Emulator"]
 
 _numbers = itertools.count(1)
+#: Emulators not stopped yet: the interpreter's exit stops them (their calls end first).
+_running: "weakref.WeakSet[Emulator]" = weakref.WeakSet()
+
+
+def _stop_at_exit() -> None:
+    for emulator in list(_running):
+        try:
+            emulator.stop()
+        except Exception:  # exiting anyway
+            pass
+
+
+atexit.register(_stop_at_exit)
 _STOP_TIMEOUT = 15.0
 
 
@@ -147,7 +162,10 @@ class Emulator:
             self._started = True
             self._loop = asyncio.new_event_loop()
             ready: "concurrent.futures.Future[None]" = concurrent.futures.Future()
-            self._thread = threading.Thread(target=self._run, args=(ready,), name=f"pcw-emulator-{self._number}")
+            # A daemon, stopped at interpreter exit: a script that forgets stop() still ends.
+            self._thread = threading.Thread(target=self._run, args=(ready,), name=f"pcw-emulator-{self._number}",
+                                            daemon=True)
+            _running.add(self)
             self._thread.start()
         try:
             ready.result(15)
