@@ -165,6 +165,14 @@ class SessionMedia:
             ice.sdpMid = mid
         await self.pc.addIceCandidate(ice)
 
+    def activity(self) -> int:
+        """A counter that moves while remote media arrives: packets into our jitter buffer, or (with aiortc's
+        own receive path, which only yields frames when packets come) the frames played."""
+        packets = getattr(self.remote_track, "packets", None)
+        if isinstance(packets, int):
+            return packets
+        return self.pump.frames if self.pump is not None else 0
+
     # -- playout -------------------------------------------------------------------------------
 
     def start_pump(self) -> None:
@@ -192,6 +200,13 @@ class SessionMedia:
         @pc.on("iceconnectionstatechange")
         def on_ice_state() -> None:
             self._on_ice_state(pc.iceConnectionState)
+
+        @pc.on("connectionstatechange")
+        def on_connection_state() -> None:
+            # DTLS closed by the far end (its hang-up that never reached us) or failed: the media is gone
+            # even while ICE still looks connected.
+            if pc.connectionState in ("closed", "failed"):
+                self._on_ice_state(pc.connectionState)
 
     # -- end -----------------------------------------------------------------------------------
 

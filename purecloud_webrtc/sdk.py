@@ -85,6 +85,8 @@ class SdkOptions:
     quality_thresholds: Any = None
     trusted_peers: Any = None
     limits: Limits = field(default_factory=Limits)
+    media_interrupted_after: float = 2.0
+    media_timeout: float = 30.0
 
     def __repr__(self) -> str:
         shown = []
@@ -269,6 +271,11 @@ class PureCloudWebrtcSdk(Emitter):
         ``r"gateway@xmpp\\.example\\.test/.*"`` for a plain XMPP server; a callable ``fn(jid) -> bool`` also
         works.  Proposals from anybody else are ignored (a ``trace`` event), never answered.
     :param limits: a :class:`~purecloud_webrtc.Limits` bounding what a peer can make the SDK hold.
+    :param media_interrupted_after: seconds without remote media before a connected call becomes
+        ``interrupted`` (``change:interrupted(True)``; ``False`` again when media returns).
+    :param media_timeout: seconds a call may stay interrupted before the SDK ends it (reason
+        ``connectivity-error``, hung up by REST so the far end does not stay connected; 0: never).
+        ICE failure, or aiortc closing the media on consent expiry, ends it at once the same way.
     :param xmpp_transport: test seam: a factory for the streaming socket (see ``XmppStream``); the default is
         websocket-client.  Protocol tests script a server through it without a socket.
     :param http_adapter: test seam: a ``requests`` transport adapter mounted for the REST client.
@@ -318,6 +325,8 @@ class PureCloudWebrtcSdk(Emitter):
         limits: Optional[Limits] = None,
         xmpp_transport: Any = None,
         http_adapter: Any = None,
+        media_interrupted_after: float = 2.0,
+        media_timeout: float = 30.0,
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -345,7 +354,8 @@ class PureCloudWebrtcSdk(Emitter):
                                       reconnect_max_attempts=reconnect_max_attempts,
                                       ice_refresh_interval=ice_refresh_interval, ca_bundle=ca_bundle,
                                       allow_insecure=allow_insecure, subscribe_conversations=subscribe_conversations,
-                                      trusted_peers=trusted_peers, limits=limits)
+                                      trusted_peers=trusted_peers, limits=limits,
+                                      media_interrupted_after=media_interrupted_after, media_timeout=media_timeout)
         from ._session_quality import checked_quality_options
 
         self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
@@ -456,6 +466,8 @@ class PureCloudWebrtcSdk(Emitter):
             subscribe_conversations=_check_bool("subscribe_conversations", extra["subscribe_conversations"]),
             trusted_peers=extra["trusted_peers"],
             limits=limits,
+            media_interrupted_after=_check_number("media_interrupted_after", extra["media_interrupted_after"], 0.1),
+            media_timeout=_check_number("media_timeout", extra["media_timeout"], 0.0),
         )
 
     # -- state ------------------------------------------------------------------------------

@@ -502,6 +502,21 @@ class EmulatedCall:
         if amplitude is not None and tone is not None:
             tone.amplitude = float(amplitude)
 
+    def pause_media(self, paused: bool = True, timeout: float = 10) -> None:
+        """Stop (or resume) the far end's RTP while the call stays up: a media outage for the SDK to notice.
+
+        :raises EmulatorError: with the libwebrtc far end, or before media started.
+        """
+        def apply() -> None:
+            pc = self._pc
+            if pc is None or self._dtmf_track is None:
+                raise EmulatorError(f"call {self.conversation_id} has no aiortc media to pause")
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    transceiver.sender.replaceTrack(None if paused else self._dtmf_track)
+
+        self._gateway.call_on_loop(apply, timeout)
+
     # -- internals: plumbing -------------------------------------------------
 
     def _run(self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float, what: str) -> Any:

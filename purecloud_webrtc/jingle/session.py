@@ -199,6 +199,7 @@ class JingleSession:
         elif state in ("completed", "connected"):
             if self.connected_at is None:
                 self.connected_at = time.monotonic()
+                self._liveness = self.core.loop.create_task(self._watch_media(), name=f"pcw-liveness-{self.sid}")
             self._set_connection_state(ConnectionState.CONNECTED)
             self.rtc.quality.start()
             if not self.active_sent:
@@ -210,9 +211,53 @@ class JingleSession:
                     self._send_jingle("session-info", element(q("rtp_info", "active")))
         elif state == "failed":
             self._set_connection_state(ConnectionState.FAILED)
-            self.core.loop.create_task(self.finish("failed-transport", send=True))
+            self._end_for_media("failed-transport", "ICE failed")
         elif state == "closed":
+            # aiortc closes the transport itself when consent expires: the call cannot carry audio any more.
             self._set_connection_state(ConnectionState.DISCONNECTED)
+            self._end_for_media("connectivity-error", "the media connection closed")
+
+    async def _watch_media(self) -> None:
+        """RTP inactivity: ``interrupted`` after ``media_interrupted_after`` s without remote media, back when it
+        returns; beyond ``media_timeout`` s the call ends (docs/protocol.rst §4.8)."""
+        options = self.core.options
+        after = options.media_interrupted_after
+        timeout = options.media_timeout
+        last, seen = time.monotonic(), self.rtc.activity()
+        while not self.ended:
+            await asyncio.sleep(min(0.25, after / 4))
+            now, count = time.monotonic(), self.rtc.activity()
+            if count != seen:
+                last, seen = now, count
+                if self.connection_state == ConnectionState.INTERRUPTED:
+                    self._set_connection_state(ConnectionState.CONNECTED)
+                continue
+            if self.connection_state == ConnectionState.CONNECTED and now - last >= after and seen:
+                self.core.trace("warning", f"session {self.sid}: no media for {now - last:.1f} s",
+                                {"session_id": self.sid})
+                self._set_connection_state(ConnectionState.INTERRUPTED)
+            elif self.connection_state == ConnectionState.INTERRUPTED and timeout and now - last >= timeout:
+                self._end_for_media("connectivity-error", f"no media for {now - last:.0f} s")
+                return
+
+    def _end_for_media(self, reason: str, why: str) -> None:
+        """The media is gone for good: end the call (by REST when it has a conversation, so the far end does
+        not stay connected), with an ``error`` event saying why; ``sessionEnded`` follows once."""
+        if self.ended or getattr(self, "_ending_for_media", False):
+            return
+        self._ending_for_media = True
+        # The service's session-terminate answers our hang-up with "success": the reason is still ours.
+        self._local_end_reason = reason
+        self.core.report_error(MediaError(f"session {self.sid} ended: {why}"), {"session_id": self.sid,
+                                                                                  "reason": reason})
+
+        async def end() -> None:
+            try:
+                await self.core.commands.end_session(self.sid, None, reason, time.monotonic() + 10, True)
+            except Exception:  # the REST side failed too: end it here at least
+                await self.finish(reason, send=True)
+
+        self.core.loop.create_task(end())
 
     # -- remote candidates: the filter and the bound (see _trust) ----------------------------
 
@@ -418,12 +463,17 @@ class JingleSession:
         """End the session once: optionally send ``session-terminate``, close media, emit the events."""
         if self.ended:
             return
+        if self.__dict__.get("_local_end_reason"):
+            reason = self.__dict__["_local_end_reason"]
         self.end_reason, self.end_reason_text = reason, text
         was_active = self.state == SessionState.ACTIVE
         self.state = SessionState.ENDED
         self.ended_at = time.monotonic()
         self.answered.set()
         self.ended_event.set()
+        liveness = self.__dict__.get("_liveness")
+        if liveness is not None and liveness is not asyncio.current_task():
+            liveness.cancel()
         # Out of the live list at once: callers that saw it end (end_session) must not still find it.
         self.core.forget_session(self)
         if was_active:

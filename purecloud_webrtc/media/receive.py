@@ -102,6 +102,8 @@ class JitterBufferTrack(MediaStreamTrack):
         self.buffer: Optional[JitterBuffer] = None
         self.codec: Any = None
         self.frames = 0
+        #: RTP packets handed to us so far (media liveness reads it)
+        self.packets = 0
         self.kinds: dict = {}
         self._payload_type: Optional[int] = None
         self._first_packet = asyncio.Event()
@@ -116,6 +118,7 @@ class JitterBufferTrack(MediaStreamTrack):
     def _on_packet(self, packet: Any) -> None:
         if self.readyState != "live":
             return
+        self.packets += 1
         if self.buffer is None or packet.payload_type != self._payload_type:
             codec = codec_of(self.receiver, packet.payload_type)
             if codec is None:
