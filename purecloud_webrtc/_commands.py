@@ -294,55 +294,49 @@ class Commands:
             raise SessionStateError(f"{what}: session {session.sid} has not been answered yet", session_id=session.sid)
         return session.media
 
-    async def set_source(self, session: "JingleSession", spec: Any, close_previous: bool,
-                         deadline: Optional[float]) -> None:
-        """Resolve ``spec`` (off the loop: devices are slow), swap it in, close the previous source."""
-        from .media import resolve_source
+    async def _swap(self, session: "JingleSession", spec: Any, kind: str, close_previous: bool,
+                    deadline: Optional[float]) -> None:
+        """Resolve ``spec`` (off the loop: devices are slow), make it the call's source or sink, then close the
+        previous one (or keep it, closed when the call ends)."""
+        from .media import resolve_sink, resolve_source
 
         core = self.core
-        await self._answered(session, "set_source", deadline)
-        source = await core.run_blocking(resolve_source, spec, logger=core.log)
+        what = f"set_{kind}"
+        await self._answered(session, what, deadline)
+        new = await core.run_blocking(resolve_source if kind == "source" else resolve_sink, spec, logger=core.log)
         try:
-            media = await self._answered(session, "set_source", deadline)
-            if not session.local_sdp or ("a=sendrecv" not in session.local_sdp
-                                         and "a=sendonly" not in session.local_sdp):
+            media = await self._answered(session, what, deadline)
+            if kind == "source" and not ("a=sendrecv" in (session.local_sdp or "")
+                                         or "a=sendonly" in (session.local_sdp or "")):
                 raise SessionStateError(f"set_source: session {session.sid} was answered receive-only",
                                         session_id=session.sid)
         except BaseException:
-            if source is not spec:
-                await core.run_blocking(source.close)
+            if new is not spec:
+                await core.run_blocking(new.close)
             raise
-        previous = media.set_source(source)
-        session.source = source
-        if previous is not None and previous is not source:
+        if kind == "source":
+            previous, retired = media.set_source(new), media.retired_sources
+            session.source = new
+        else:
+            previous, retired = media.set_sink(new), media.retired_sinks
+            session.sink = new
+            if session.pump is None:
+                session._start_pump()
+        if previous is not None and previous is not new:
             if close_previous:
                 await core.run_blocking(previous.close)
             else:
-                media.retired_sources.append(previous)  # still closed when the call ends
+                retired.append(previous)
+
+    async def set_source(self, session: "JingleSession", spec: Any, close_previous: bool,
+                         deadline: Optional[float]) -> None:
+        """Send ``spec`` from now on (no renegotiation)."""
+        await self._swap(session, spec, "source", close_previous, deadline)
 
     async def set_sink(self, session: "JingleSession", spec: Any, close_previous: bool,
                        deadline: Optional[float]) -> None:
-        """Resolve ``spec`` off the loop, make it the call's sink, close the previous one."""
-        from .media import resolve_sink
-
-        core = self.core
-        await self._answered(session, "set_sink", deadline)
-        sink = await core.run_blocking(resolve_sink, spec, logger=core.log)
-        try:
-            media = await self._answered(session, "set_sink", deadline)
-        except BaseException:
-            if sink is not spec:
-                await core.run_blocking(sink.close)
-            raise
-        previous = media.set_sink(sink)
-        session.sink = sink
-        if session.pump is None:
-            session._start_pump()
-        if previous is not None and previous is not sink:
-            if close_previous:
-                await core.run_blocking(previous.close)
-            else:
-                media.retired_sinks.append(previous)
+        """Play the remote audio into ``spec`` from now on."""
+        await self._swap(session, spec, "sink", close_previous, deadline)
 
     async def set_audio_mute(self, session: "JingleSession", muted: bool, rest: bool,
                              deadline: Optional[float]) -> None:

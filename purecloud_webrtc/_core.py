@@ -97,6 +97,9 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
         self.state = "idle"
         self.closing = False
         self._reconnect_task: Optional[asyncio.Task[None]] = None
+        #: ids of pending sessions that expired locally (accepting one says so), bounded
+        self._expired_pending: Dict[str, float] = {}
+        self._pending_sweeper: Optional[asyncio.Task[None]] = None
         #: the stream whose connect() is in progress (its loss fails that connect, see _connection)
         self._connecting_stream: Optional[XmppStream] = None
         self._reconnect_now = False
@@ -148,17 +151,21 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
     def on_core_thread(self) -> bool:
         return threading.current_thread() is self.thread
 
-    def call(self, make: Callable[[], Awaitable[T]], timeout: Optional[float], what: str) -> T:
-        """Run the coroutine made by ``make`` on the core loop and wait for its result (caller threads only)."""
-        if self.on_core_thread():
-            raise UsageError(f"{what} cannot block the SDK's core thread")
+    def _submit(self, make: Callable[[], Awaitable[T]], what: str) -> "concurrent.futures.Future[T]":
+        """Schedule the coroutine made by ``make`` on the core loop (from any other thread)."""
         if not self.thread.is_alive() or self.loop.is_closed():
             raise ClosedError(f"{what}: the SDK is closed")
 
         async def runner() -> T:
             return await make()
 
-        future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        return asyncio.run_coroutine_threadsafe(runner(), self.loop)
+
+    def call(self, make: Callable[[], Awaitable[T]], timeout: Optional[float], what: str) -> T:
+        """Run the coroutine made by ``make`` on the core loop and wait for its result (caller threads only)."""
+        if self.on_core_thread():
+            raise UsageError(f"{what} cannot block the SDK's core thread")
+        future = self._submit(make, what)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -169,13 +176,7 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
 
     async def acall(self, make: Callable[[], Awaitable[T]], timeout: Optional[float], what: str) -> T:
         """Await the coroutine made by ``make`` on the core loop from another loop (the asyncio twin): one hop."""
-        if not self.thread.is_alive() or self.loop.is_closed():
-            raise ClosedError(f"{what}: the SDK is closed")
-
-        async def runner() -> T:
-            return await make()
-
-        future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        future = self._submit(make, what)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except asyncio.TimeoutError:

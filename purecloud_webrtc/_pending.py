@@ -6,6 +6,9 @@ which owns all protocol state on its one loop thread; every method runs on that 
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, List, Optional
 
@@ -47,6 +50,8 @@ class _Pending:
     proceeded: bool = False
     options: AcceptOptions = field(default_factory=AcceptOptions)
     aliases: List[str] = field(default_factory=list)
+    #: ``time.monotonic()`` after which the proposal is withdrawn locally (its retract may have been lost)
+    expires: float = 0.0
 
 
 class PendingSessions:
@@ -123,8 +128,10 @@ class PendingSessions:
         existing = self._find_pending(jmi.id)
         if existing is not None:
             # Same id again (docs/protocol.rst §3.1): answer it again if we already did, stay silent.
-            if existing.proceeded and from_jid == existing.info.from_jid:
-                self.send(build_jmi("proceed", jmi.id, existing.info.from_jid))
+            if from_jid == existing.info.from_jid:
+                existing.expires = time.monotonic() + self.options.pending_timeout  # still ringing
+                if existing.proceeded:
+                    self.send(build_jmi("proceed", jmi.id, existing.info.from_jid))
             return
         if jmi.id in self.sessions:
             return
@@ -160,7 +167,8 @@ class PendingSessions:
                     # A re-proposal of the same conversation with a new id: adopt the new id, keep the
                     # conversation id, and keep the user's view (one pending session) unchanged.
                     self._drop_pending(other)
-                    entry = _Pending(info, other.proceeded, other.options, [other.info.id, *other.aliases])
+                    entry = _Pending(info, other.proceeded, other.options, [other.info.id, *other.aliases],
+                                     time.monotonic() + self.options.pending_timeout)
                     for key in [info.id, *entry.aliases]:
                         self.pending[key] = entry
                     if other.proceeded:
@@ -168,8 +176,9 @@ class PendingSessions:
                     self.trace("info", f"re-proposal {info.id} of conversation {info.conversation_id}",
                                {"id": info.id, "previous": other.info.id})
                     return
-        entry = _Pending(info)
+        entry = _Pending(info, expires=time.monotonic() + self.options.pending_timeout)
         self.pending[info.id] = entry
+        self._ensure_pending_sweeper()
         self.trace("info", f"pending session {info.id} from {from_jid} (conversation {info.conversation_id}, "
                            f"autoAnswer {info.auto_answer})", {"id": info.id})
         self.sdk._emit("pendingSession", info)
@@ -202,9 +211,52 @@ class PendingSessions:
             except ConnectionFailedError:
                 pass
 
+    # -- expiry and reconcile after a reconnect -------------------------------------------------
+
+    def _ensure_pending_sweeper(self) -> None:
+        task = getattr(self, "_pending_sweeper", None)
+        if task is None or task.done():
+            self._pending_sweeper = self.loop.create_task(self._sweep_pending(), name="pcw-pending-expiry")
+
+    async def _sweep_pending(self) -> None:
+        while self.pending and not self.closing:
+            await asyncio.sleep(min(1.0, max(0.05, self.options.pending_reconnect_grace / 4)))
+            now = time.monotonic()
+            for entry in {id(e): e for e in self.pending.values()}.values():
+                if entry.expires and now >= entry.expires and entry.info.id not in self.sessions:
+                    self._expire_pending(entry)
+
+    def _expire_pending(self, entry: _Pending) -> None:
+        self._drop_pending(entry)
+        self._expired_pending[entry.info.id] = time.monotonic()
+        while len(self._expired_pending) > 256:
+            del self._expired_pending[next(iter(self._expired_pending))]
+        self.trace("warning", f"pending session {entry.info.id} expired (no news from the service; its retract may "
+                              "have been lost)", {"id": entry.info.id})
+        self.sdk._emit("cancelPendingSession", entry.info.id)
+
+    def _reconcile_pending(self) -> None:
+        """After a reconnect: what we proceeded may have been lost (proceed again); what rang may have been
+        retracted while we were away (it expires unless the service proposes it again soon)."""
+        grace = time.monotonic() + self.options.pending_reconnect_grace
+        for entry in {id(e): e for e in self.pending.values()}.values():
+            if entry.proceeded:
+                try:
+                    self.send(build_jmi("proceed", entry.info.id, entry.info.from_jid))
+                    self.trace("info", f"proceed sent again for {entry.info.id} after the reconnect",
+                               {"id": entry.info.id})
+                except ConnectionFailedError:
+                    pass
+            entry.expires = min(entry.expires or grace, grace)
+        if self.pending:
+            self._ensure_pending_sweeper()
+
     async def accept_pending(self, sid: str, options: AcceptOptions) -> None:
         """Send ``proceed`` for pending session ``sid`` and remember how to answer its session-initiate."""
         entry = self._find_pending(sid)
+        if entry is None and sid in self._expired_pending:
+            raise SessionStateError(f"pending session {sid} expired: the service did not confirm it was still "
+                                    "ringing (see cancelPendingSession)", session_id=sid)
         if entry is None:
             raise SessionNotFoundError(
                 f"Cannot accept session {sid} because it is not pending or does not exist", session_id=sid)

@@ -87,6 +87,8 @@ class SdkOptions:
     limits: Limits = field(default_factory=Limits)
     media_interrupted_after: float = 2.0
     media_timeout: float = 30.0
+    pending_timeout: float = 300.0
+    pending_reconnect_grace: float = 15.0
 
     def __repr__(self) -> str:
         shown = []
@@ -276,6 +278,11 @@ class PureCloudWebrtcSdk(Emitter):
     :param media_timeout: seconds a call may stay interrupted before the SDK ends it (reason
         ``connectivity-error``, hung up by REST so the far end does not stay connected; 0: never).
         ICE failure, or aiortc closing the media on consent expiry, ends it at once the same way.
+    :param pending_timeout: seconds a proposal rings at most without news from the service (the service
+        retracts long before: 8 s for ACD alerts, 300 s for outbound dials); then ``cancelPendingSession``.
+    :param pending_reconnect_grace: after a reconnect, a proceeded proposal is proceeded again and every
+        proposal the service does not propose again within this many seconds expires (its retract may
+        have been lost while we were away); accepting an expired one raises ``SessionStateError``.
     :param xmpp_transport: test seam: a factory for the streaming socket (see ``XmppStream``); the default is
         websocket-client.  Protocol tests script a server through it without a socket.
     :param http_adapter: test seam: a ``requests`` transport adapter mounted for the REST client.
@@ -327,6 +334,8 @@ class PureCloudWebrtcSdk(Emitter):
         http_adapter: Any = None,
         media_interrupted_after: float = 2.0,
         media_timeout: float = 30.0,
+        pending_timeout: float = 300.0,
+        pending_reconnect_grace: float = 15.0,
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -355,7 +364,9 @@ class PureCloudWebrtcSdk(Emitter):
                                       ice_refresh_interval=ice_refresh_interval, ca_bundle=ca_bundle,
                                       allow_insecure=allow_insecure, subscribe_conversations=subscribe_conversations,
                                       trusted_peers=trusted_peers, limits=limits,
-                                      media_interrupted_after=media_interrupted_after, media_timeout=media_timeout)
+                                      media_interrupted_after=media_interrupted_after, media_timeout=media_timeout,
+                                      pending_timeout=pending_timeout,
+                                      pending_reconnect_grace=pending_reconnect_grace)
         from ._session_quality import checked_quality_options
 
         self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
@@ -468,6 +479,8 @@ class PureCloudWebrtcSdk(Emitter):
             limits=limits,
             media_interrupted_after=_check_number("media_interrupted_after", extra["media_interrupted_after"], 0.1),
             media_timeout=_check_number("media_timeout", extra["media_timeout"], 0.0),
+            pending_timeout=_check_number("pending_timeout", extra["pending_timeout"], 1.0),
+            pending_reconnect_grace=_check_number("pending_reconnect_grace", extra["pending_reconnect_grace"], 0.1),
         )
 
     # -- state ------------------------------------------------------------------------------

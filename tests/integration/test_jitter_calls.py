@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import random
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import List
 
-import numpy as np
 import pytest
 
 import purecloud_webrtc as pcw
-from purecloud_webrtc._session_quality import advertise_inband_fec
-from purecloud_webrtc.media import BufferSink, ToneSource, _opus, dominant_frequency
-from purecloud_webrtc.media.jitter import FRAME, JitterBuffer, JitterBufferConfig, OpusAudioDecoder
-from purecloud_webrtc.quality import CallStats, QualityThresholds, QualityWarning, StatsCollector, estimated_mos
+from purecloud_webrtc.media import BufferSink, ToneSource
+from purecloud_webrtc.quality import CallStats
 
 from helpers import wait_until
 from lossrelay import LossRelay

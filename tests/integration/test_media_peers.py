@@ -3,51 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
-import logging
-import math
-import os
-import re
-import sys
-import threading
 import time
-import types
-import wave
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable
 
-import av
-import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
-from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 
 from purecloud_webrtc import _ice
-from purecloud_webrtc import media
-from purecloud_webrtc.media import _pyaudio, sources
 from purecloud_webrtc.media import (
-    AudioDevice,
-    AudioDeviceError,
-    AudioSink,
-    AudioSource,
     BufferSink,
-    CallbackSink,
-    CallbackSource,
-    MicrophoneSource,
-    MultiSink,
-    NullSink,
-    SilenceSource,
     SinkPump,
-    SpeakerSink,
     ToneSource,
-    TrackSource,
-    WavFileSource,
-    WavRecorderSink,
-    dominant_frequency,
-    frame_to_mono,
-    resolve_sink,
-    resolve_source,
-    rms_dbfs,
 )
 
 

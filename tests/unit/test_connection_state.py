@@ -97,3 +97,48 @@ def test_a_ping_that_cannot_be_sent_drops_the_stream():
         wait_until(lambda: sdk.connected and len(server.transports) == 2, 10, "the reconnect")
     finally:
         sdk.close()
+
+
+GW = "webrtc-7731@gjoll.us-east-1.example.test/a61c4e20"
+
+
+def propose(sid: str) -> str:
+    return (f'<message xmlns="jabber:client" from="{GW}" to="{ME}"><propose xmlns="urn:xmpp:jingle-message:0" '
+            f'id="{sid}" inin-cid="c-{sid}" inin-autoanswer="false"><description '
+            f'xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio"/></propose></message>')
+
+
+def test_a_proceed_that_may_have_been_lost_is_sent_again_after_the_reconnect():
+    server = ScriptedXmpp(ME)
+    sdk, events = make(server)
+    try:
+        sdk.initialize(timeout=10)
+        with sdk.expect_event("pendingSession"):
+            server.inject(propose("s1"))
+        server.cut_when(lambda text: "<proceed" in text)  # the proceed never leaves: the socket breaks
+        sdk.accept_pending_session("s1")
+        wait_until(lambda: sdk.connected and len(server.transports) == 2, 10, "the reconnect")
+        wait_until(lambda: any("<proceed" in t and 's1' in t for t in server.sent), 5, "the proceed again")
+        assert [p.id for p in sdk.pending_sessions] == ["s1"]
+    finally:
+        sdk.close()
+
+
+def test_a_proposal_whose_retract_may_have_been_lost_expires_after_a_reconnect():
+    server = ScriptedXmpp(ME)
+    sdk, events = make(server, pending_reconnect_grace=0.5)
+    try:
+        sdk.initialize(timeout=10)
+        with sdk.expect_event("pendingSession"):
+            server.inject(propose("gone"))
+            server.inject(propose("rings-on"))
+        with sdk.expect_event("cancelPendingSession", timeout=10, predicate=lambda sid: sid == "gone") as ev:
+            server.drop()
+            wait_until(lambda: sdk.connected and len(server.transports) == 2, 10, "the reconnect")
+            server.inject(propose("rings-on"))  # the service proposes this one again: it still rings
+        assert ev.value == "gone"
+        with pytest.raises(pcw.SessionStateError, match="expired"):
+            sdk.accept_pending_session("gone")
+        assert [p.id for p in sdk.pending_sessions] == ["rings-on"]
+    finally:
+        sdk.close()

@@ -10,7 +10,6 @@ between the SDK and the emulator on 127.0.0.1.
 from __future__ import annotations
 
 import random
-import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -18,12 +17,10 @@ import pytest
 
 import purecloud_webrtc as pcw
 from purecloud_webrtc._session_quality import advertise_inband_fec
-from purecloud_webrtc.media import BufferSink, ToneSource, _opus, dominant_frequency
+from purecloud_webrtc.media import ToneSource, _opus, dominant_frequency
 from purecloud_webrtc.media.jitter import FRAME, JitterBuffer, JitterBufferConfig, OpusAudioDecoder
 from purecloud_webrtc.quality import CallStats, QualityThresholds, QualityWarning, StatsCollector, estimated_mos
 
-from helpers import wait_until
-from lossrelay import LossRelay
 
 pytestmark = pytest.mark.skipif(not _opus.available(), reason="libopus not found")
 
