@@ -213,9 +213,12 @@ class JingleSession:
             self._set_connection_state(ConnectionState.FAILED)
             self._end_for_media("failed-transport", "ICE failed")
         elif state == "closed":
-            # aiortc closes the transport itself when consent expires: the call cannot carry audio any more.
+            # The far end closed the media (DTLS close_notify) or aiortc closed it on consent expiry: the call
+            # cannot carry audio any more.  A normal hang-up closes the media too, and its session-terminate
+            # may still be on its way through signalling: give it a moment before ending the call ourselves.
             self._set_connection_state(ConnectionState.DISCONNECTED)
-            self._end_for_media("connectivity-error", "the media connection closed")
+            grace = max(2.0, self.core.options.media_interrupted_after)
+            self.core.loop.call_later(grace, self._end_for_media, "connectivity-error", "the media connection closed")
 
     async def _watch_media(self) -> None:
         """RTP inactivity: ``interrupted`` after ``media_interrupted_after`` s without remote media, back when it
