@@ -34,6 +34,11 @@ def main() -> None:
                                                sink=args.record and f"{n}-{args.record}")
                 session = started.value
                 print(f"answered: session {session.id}")
+                # Stay on the call for --seconds once its media is up (setting it up takes longer on a busy
+                # machine; counting from the answer would shorten the call).
+                deadline = time.monotonic() + 15
+                while session.connection_state != "connected" and not session.ended and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 time.sleep(args.seconds)
                 print(f"received {session.frames_received} audio frames; hanging up")
                 with sdk.expect_event("sessionEnded", timeout=15):
