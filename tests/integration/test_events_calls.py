@@ -56,9 +56,11 @@ def test_one_blocked_callback_stalls_no_call(emulator, make_sdk):
             assert abs(call.heard_frequency(1.0) - (tone + 300.0)) <= 5, "a far end stopped hearing us"
     assert not released.is_set() and blocked.is_set()
     released.set()
-    # Before, every event emitted while the queue was full held the loop for 2 s; now the block adds nothing
-    # beyond the lag this busy process has anyway.
-    assert max(lags) < baseline + 0.1, f"the core loop lagged {max(lags) * 1000:.0f} ms (baseline {baseline * 1000:.0f})"
+    # Before, every event emitted while the queue was full held the loop for 2 s.  This one process also runs
+    # the four far ends, so its loop has spikes of ~0.1 s of its own (GIL, GC) with or without the block: the
+    # bound is an order of magnitude below the old stall, not the 50 ms a process of its own would give.
+    assert max(lags) < max(0.5, 3 * baseline), (
+        f"the core loop lagged {max(lags) * 1000:.0f} ms (baseline {baseline * 1000:.0f} ms)")
     for session, call in calls:
         wait_until(lambda: abs(session.sink.dominant_frequency(0.5) - call.tone_hz) <= 5, 10, "audio after")
     assert sdk.connected
