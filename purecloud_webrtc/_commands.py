@@ -88,6 +88,26 @@ class Commands:
         """Run the blocking REST call ``fn`` on the REST thread with what is left of ``deadline``."""
         return await self.core.run_rest(fn, *args, timeout=remaining(deadline), **kwargs)
 
+    async def _my_participant_id(self, conversation_id: str, deadline: Optional[float], *,
+                                 connected: bool = False) -> str:
+        """This user's participant in the conversation (``GET conversations/calls/{cid}``): the ``connected``
+        one (v1.3 rule, docs/protocol.rst §8 #8) or any that has not ended.
+
+        :raises ApiError: when there is none (or the REST call failed).
+        """
+        api = self.core.api
+        user_id = (self.core.me or {}).get("id", "")
+        conversation = await self.rest(api.get_conversation, conversation_id, deadline=deadline)
+        if connected:
+            participant = api.my_connected_participant(conversation, user_id)
+            if participant is None:
+                raise ApiError(f"no connected participant of this user in conversation {conversation_id}")
+        else:
+            participant = api.my_participant(conversation, user_id)
+            if participant is None:
+                raise ApiError(f"this user has no active participant in conversation {conversation_id}")
+        return str(participant["id"])
+
     def find_session(self, id: Optional[str], conversation_id: Optional[str]) -> "JingleSession":
         if (id is None) == (conversation_id is None):
             raise UsageError("give exactly one of id= or conversation_id=")
@@ -149,11 +169,9 @@ class Commands:
         me = core.me or {}
         if info.conversation_id and me.get("id"):
             try:
-                conversation = await self.rest(core.api.get_conversation, info.conversation_id, deadline=deadline)
-                participant = core.api.my_participant(conversation, me["id"])
-                if participant is not None:
-                    await self.rest(core.api.patch_participant, info.conversation_id, participant["id"],
-                                    {"state": "disconnected"}, deadline=deadline)
+                participant_id = await self._my_participant_id(info.conversation_id, deadline)
+                await self.rest(core.api.patch_participant, info.conversation_id, participant_id,
+                                {"state": "disconnected"}, deadline=deadline)
             except (ApiError, ConnectionFailedError) as exc:
                 core.trace("warning", f"declining {id} by REST failed ({exc}); sending the XMPP reject")
         await core.send_reject(info)
@@ -178,11 +196,8 @@ class Commands:
         rest_ok = False
         if session.conversation_id and me.get("id"):
             try:
-                conversation = await self.rest(core.api.get_conversation, session.conversation_id, deadline=deadline)
-                participant = core.api.my_connected_participant(conversation, me["id"])
-                if participant is None:
-                    raise ApiError(f"no connected participant of this user in conversation {session.conversation_id}")
-                await self.rest(core.api.patch_participant, session.conversation_id, participant["id"],
+                participant_id = await self._my_participant_id(session.conversation_id, deadline, connected=True)
+                await self.rest(core.api.patch_participant, session.conversation_id, participant_id,
                                 {"state": "disconnected"}, deadline=deadline)
                 rest_ok = True
             except (ApiError, ConnectionFailedError) as exc:
@@ -206,13 +221,9 @@ class Commands:
 
     async def patch_my_participant(self, conversation_id: str, body: Dict[str, Any], deadline: Optional[float],
                                    what: str) -> None:
-        core = self.core
-        me = self._me(what)
-        conversation = await self.rest(core.api.get_conversation, conversation_id, deadline=deadline)
-        participant = core.api.my_participant(conversation, me["id"])
-        if participant is None:
-            raise ApiError(f"this user has no active participant in conversation {conversation_id}")
-        await self.rest(core.api.patch_participant, conversation_id, participant["id"], body, deadline=deadline)
+        self._me(what)
+        participant_id = await self._my_participant_id(conversation_id, deadline)
+        await self.rest(self.core.api.patch_participant, conversation_id, participant_id, body, deadline=deadline)
 
     async def fetch_users_station(self, deadline: Optional[float]) -> Dict[str, Any]:
         self.check_open("fetch_users_station")
@@ -265,14 +276,9 @@ class Commands:
 
     async def _post_digits(self, conversation_id: str, digits: str, deadline: Optional[float]) -> None:
         """REST DTMF: ``POST /conversations/calls/{cid}/participants/{pid}/digits`` (docs/protocol.rst §1.2)."""
-        api = self.core.api
-        me = self.core.me or {}
-        conversation = await self.rest(api.get_conversation, conversation_id, deadline=deadline)
-        participant = api.my_participant(conversation, me.get("id", ""))
-        if participant is None:
-            raise ApiError(f"this user has no active participant in conversation {conversation_id}")
-        await self.rest(api.request, "POST", f"conversations/calls/{conversation_id}/participants/"
-                        f"{participant['id']}/digits", json={"digits": digits}, deadline=deadline)
+        participant_id = await self._my_participant_id(conversation_id, deadline)
+        await self.rest(self.core.api.request, "POST", f"conversations/calls/{conversation_id}/participants/"
+                        f"{participant_id}/digits", json={"digits": digits}, deadline=deadline)
 
     # -- live audio ----------------------------------------------------------------------------
 
@@ -354,11 +360,8 @@ class Commands:
             return
         # The service keeps the participant's mute state (§1.2); other clients and the agent UI show it.
         try:
-            conversation = await self.rest(core.api.get_conversation, session.conversation_id, deadline=deadline)
-            participant = core.api.my_connected_participant(conversation, me["id"])
-            if participant is None:
-                raise ApiError(f"no connected participant of this user in conversation {session.conversation_id}")
-            await self.rest(core.api.patch_participant, session.conversation_id, participant["id"],
+            participant_id = await self._my_participant_id(session.conversation_id, deadline, connected=True)
+            await self.rest(core.api.patch_participant, session.conversation_id, participant_id,
                             {"muted": muted}, deadline=deadline)
         except (ApiError, ConnectionFailedError) as exc:
             core.trace("warning", f"REST {'mute' if muted else 'unmute'} of {session.sid} failed: {exc}; "

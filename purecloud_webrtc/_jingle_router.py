@@ -13,7 +13,7 @@ from ._xml import NS, Element, element, q
 from .errors import SignalingError
 from .jingle.messages import unknown_session_error
 from .jingle.rpc import parse_rpc
-from .jingle.session import JingleSession, SessionState
+from .jingle.session import JingleSession
 from .xmpp.stream import error_reply, result_reply
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,13 +127,4 @@ class JingleRouter:
         return True
 
     async def _initiate(self, session: JingleSession, iq: Element, jingle: Element, entry: Optional[_Pending]) -> None:
-        try:
-            ok = await session.on_initiate(iq, jingle)
-        except Exception as exc:
-            ok = False
-            self.report_error(exc, {"session_id": session.sid, "action": "session-initiate"})
-        if not ok:
-            self.sessions.pop(session.sid, None)
-            session.state = SessionState.ENDED
-            return
-        await self._session_started(session, entry)
+        await self._start_session(session, session.on_initiate(iq, jingle), "session-initiate", entry)

@@ -10,7 +10,7 @@ import asyncio
 import time
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, List, Optional
 
 from . import _xml as X
 from ._trust import classify_peer
@@ -214,7 +214,7 @@ class PendingSessions:
     # -- expiry and reconcile after a reconnect -------------------------------------------------
 
     def _ensure_pending_sweeper(self) -> None:
-        task = getattr(self, "_pending_sweeper", None)
+        task = self._pending_sweeper
         if task is None or task.done():
             self._pending_sweeper = self.loop.create_task(self._sweep_pending(), name="pcw-pending-expiry")
 
@@ -268,6 +268,22 @@ class PendingSessions:
         entry.options = options
         self.send(build_jmi("proceed", entry.info.id, entry.info.from_jid))
         self.trace("info", f"proceed sent for {entry.info.id}", {"id": entry.info.id})
+
+    async def _start_session(self, session: JingleSession, apply: Awaitable[bool], action: str,
+                             entry: Optional[_Pending]) -> bool:
+        """Apply a new session's offer (``apply``: Jingle or JSON-RPC); then ``sessionStarted`` and the answer,
+        or, when the offer cannot be used (reported), forget the session.  Returns whether it started."""
+        try:
+            ok = await apply
+        except Exception as exc:
+            ok = False
+            self.report_error(exc, {"session_id": session.sid, "action": action})
+        if not ok:
+            self.sessions.pop(session.sid, None)
+            session.discard()
+            return False
+        await self._session_started(session, entry)
+        return True
 
     async def _session_started(self, session: JingleSession, entry: Optional[_Pending]) -> None:
         # XEP-0353 accept to our own bare JID only now, so other devices stop ringing (§3.3, SC 11).

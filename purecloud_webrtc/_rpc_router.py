@@ -149,14 +149,5 @@ class RpcRouter:
             return [fragment for at, fragment in self._early_candidates.pop(session.sid, [])
                     if fragment and now - at <= self.limits.early_candidate_ttl]
 
-        try:
-            ok = await session.on_rpc_offer(sdp, take_early)
-        except Exception as exc:
-            ok = False
-            self.report_error(exc, {"session_id": session.sid, "action": "offer"})
-        if not ok:
-            self.sessions.pop(session.sid, None)
+        if not await self._start_session(session, session.on_rpc_offer(sdp, take_early), "offer", entry):
             self._early_candidates.pop(session.sid, None)
-            session.state = SessionState.ENDED
-            return
-        await self._session_started(session, entry)

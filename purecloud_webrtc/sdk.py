@@ -8,7 +8,6 @@ logic: every command is a coroutine run on the core with a timeout.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import difflib
 import ipaddress
@@ -16,7 +15,6 @@ import logging
 import os
 import re
 import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -27,14 +25,9 @@ from ._core import AcceptOptions, Core
 from ._trust import Limits, TrustedPeers
 from .api import KNOWN_ENVIRONMENTS, ApiClient
 from .errors import (
-    ApiError,
-    AuthenticationError,
     ClosedError,
     ConfigurationError,
-    ConnectionFailedError,
-    OperationTimeoutError,
     PureCloudWebrtcError,
-    SessionNotFoundError,
     UsageError,
 )
 from .events import SDK_EVENTS, Dispatcher, Emitter, PendingSession
@@ -537,17 +530,7 @@ class PureCloudWebrtcSdk(Emitter):
 
         :raises SessionNotFoundError: when there is none.
         """
-        return self._find_session(id, conversation_id).public
-
-    def _find_session(self, id: Optional[str], conversation_id: Optional[str]) -> Any:
-        if (id is None) == (conversation_id is None):
-            raise UsageError("give exactly one of id= or conversation_id=")
-        for session in list(self._core.sessions.values()):
-            if (id is not None and session.sid == id) or (
-                    conversation_id is not None and session.conversation_id == conversation_id):
-                return session
-        what = f"id {id!r}" if id is not None else f"conversation id {conversation_id!r}"
-        raise SessionNotFoundError(f"no active session with {what}", session_id=id)
+        return self._core.commands.find_session(id, conversation_id).public
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .._session_media import SessionMedia, only_sha256
+from .._session_media import SessionMedia
 from .._xml import Element, element, q
 from ..errors import MediaError, SessionStateError
 from . import sdp as sdpmod
@@ -117,6 +117,11 @@ class JingleSession:
         #: Remote candidates used and dropped (multicast, link-local, over the limit, ...), for the stats.
         self.candidates = CandidateCounts()
         self.public = Session(core.sdk, self)
+        #: the media-liveness watchdog, once ICE connected
+        self._liveness: Optional["asyncio.Task[None]"] = None
+        self._ending_for_media = False
+        #: set when the SDK ends the call itself (media gone): the reason reported, whatever the terminate says
+        self._local_end_reason: Optional[str] = None
         #: the call's media, driven by this signalling
         self.rtc = SessionMedia(self, self._on_ice_state)
 
@@ -148,6 +153,12 @@ class JingleSession:
     @property
     def ended(self) -> bool:
         return self.state == SessionState.ENDED
+
+    def discard(self) -> None:
+        """A session whose offer could not be used: ended without events (it was never announced)."""
+        self.state = SessionState.ENDED
+        self.answered.set()
+        self.ended_event.set()
 
     def _send_rpc(self, method: str, params: dict) -> None:
         from .rpc import rpc_iq
@@ -246,7 +257,7 @@ class JingleSession:
     def _end_for_media(self, reason: str, why: str) -> None:
         """The media is gone for good: end the call (by REST when it has a conversation, so the far end does
         not stay connected), with an ``error`` event saying why; ``sessionEnded`` follows once."""
-        if self.ended or getattr(self, "_ending_for_media", False):
+        if self.ended or self._ending_for_media:
             return
         self._ending_for_media = True
         # The service's session-terminate answers our hang-up with "success": the reason is still ours.
@@ -466,17 +477,16 @@ class JingleSession:
         """End the session once: optionally send ``session-terminate``, close media, emit the events."""
         if self.ended:
             return
-        if self.__dict__.get("_local_end_reason"):
-            reason = self.__dict__["_local_end_reason"]
+        if self._local_end_reason:
+            reason = self._local_end_reason
         self.end_reason, self.end_reason_text = reason, text
         was_active = self.state == SessionState.ACTIVE
         self.state = SessionState.ENDED
         self.ended_at = time.monotonic()
         self.answered.set()
         self.ended_event.set()
-        liveness = self.__dict__.get("_liveness")
-        if liveness is not None and liveness is not asyncio.current_task():
-            liveness.cancel()
+        if self._liveness is not None and self._liveness is not asyncio.current_task():
+            self._liveness.cancel()
         # Out of the live list at once: callers that saw it end (end_session) must not still find it.
         self.core.forget_session(self)
         if was_active:

@@ -29,7 +29,7 @@ import threading
 from typing import Any, Callable, Deque, Optional, Tuple
 
 from .. import _internals
-from .dtmf import DTMF_DIGITS, check_digits
+from .dtmf import check_digits
 
 __all__ = ["EVENT_CODES", "offer_telephone_event", "answer_telephone_event", "telephone_event_of",
            "TelephoneEventSender", "attach_receiver", "parse_event"]

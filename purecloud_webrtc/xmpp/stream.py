@@ -14,7 +14,7 @@ import base64
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .. import _xml as X
 from .._xml import NS, Element, element, q
