@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -565,31 +566,43 @@ class PureCloudWebrtcSdk(Emitter):
     def close(self, timeout: float = 10.0) -> None:
         """End every session, disconnect, and stop every thread of this SDK.  Idempotent, any thread.
 
-        Called from inside an event callback it cannot join the events thread it runs on; everything
-        else is still torn down.
+        ``timeout`` is a deadline for the whole close: ending the calls, stopping the loop, joining the
+        threads.  A thread still busy then (say a REST request waiting out its own deadline) is not waited
+        for; it ends by itself within that request's deadline.  Called from inside an event callback it
+        cannot join the events thread it runs on; everything else is still torn down.
         """
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+        deadline = time.monotonic() + max(0.0, timeout)
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         core = self._core
         try:
             if core.thread.is_alive() and not core.on_core_thread():
-                core.call(core.shutdown, timeout, "close")
+                # Leave a little of the budget for the joins below.
+                core.call(core.shutdown, max(0.05, left() - min(0.5, 0.2 * timeout)), "close")
         except PureCloudWebrtcError as exc:
             self.log.warning("close: shutdown was not clean: %s", exc)
         finally:
             if core.thread.is_alive():
                 core.loop.call_soon_threadsafe(core.loop.stop)
                 if not core.on_core_thread():
-                    core.thread.join(timeout)
-            core.executor.shutdown(wait=not core.on_core_thread())
-            core.rest_executor.shutdown(wait=not core.on_core_thread())
+                    core.thread.join(left())
+            for executor in (core.executor, core.rest_executor):
+                # Queued work is cancelled; running work is joined only until the deadline.
+                executor.shutdown(wait=False, cancel_futures=True)
+                if not core.on_core_thread():
+                    for thread in list(getattr(executor, "_threads", ())):
+                        thread.join(left())
             for stream in [core.stream, *core.old_streams]:
                 if stream is not None and stream.transport is not None:
                     stream.transport.close()
-                    stream.transport.join(2.0)
-            self._dispatcher.close(timeout)
+                    stream.transport.join(min(2.0, left()))
+            self._dispatcher.close(left())
             self._disconnect_all()
             self.api.close()
             core.state = "closed"

@@ -77,6 +77,23 @@ def new_user(name: str, domain: str, access_token: Optional[str] = None) -> Emul
     )
 
 
+@dataclass
+class RestFault:
+    """One scripted REST fault: requests whose method and path match answer ``status`` or hang."""
+
+    method: str
+    path: str
+    status: Optional[int]
+    retry_after: Optional[float]
+    hang: Optional[float]
+    times: Optional[int]
+    served: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in ("*", method.upper()) and self.path in path
+                and (self.times is None or self.served < self.times))
+
+
 class EmulatorState:
     """Users, channels, calls and logs of one emulator (mutated on its loop only).
 
@@ -97,6 +114,8 @@ class EmulatorState:
         #: fault injection: a SASL condition every login fails with, and a streaming outage flag.
         self.refuse_sasl: Optional[str] = None
         self.refuse_connections = False
+        #: REST faults still to be served (see Emulator.rest_fault), checked in order.
+        self.rest_faults: list[RestFault] = []
         self._seq = itertools.count(1)
 
     # -- users -------------------------------------------------------------

@@ -8,15 +8,16 @@ emulator's loop thread and change calls through the calls' own inboxes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from aiohttp import web
 
-from ._state import EmulatedUser, EmulatorState
+from ._state import EmulatedUser, EmulatorState, RestFault
 
 if TYPE_CHECKING:  # pragma: no cover
     from .party import EmulatedCall
@@ -89,7 +90,15 @@ class RestApi:
         try:
             if request.path.startswith("/api/"):
                 self._authenticate(request)
-            response = await handler(request)
+            fault = self._take_fault(request)
+            if fault is not None and fault.hang is not None:
+                await asyncio.sleep(fault.hang)
+            if fault is not None and fault.status is not None:
+                response = _error_response(fault.status, "scripted.fault", "scripted fault", correlation_id)
+                if fault.retry_after is not None:
+                    response.headers["Retry-After"] = f"{fault.retry_after:g}"
+            else:
+                response = await handler(request)
         except ApiError as err:
             response = _error_response(err.status, err.code, err.message, correlation_id)
         except web.HTTPException as exc:
@@ -99,6 +108,14 @@ class RestApi:
         response.headers["inin-correlation-id"] = correlation_id
         self.state.log_rest(request.method, request.path, response.status)
         return response
+
+    def _take_fault(self, request: web.Request) -> "Optional[RestFault]":
+        with self.state.cond:
+            for fault in self.state.rest_faults:
+                if fault.matches(request.method, request.path):
+                    fault.served += 1
+                    return fault
+        return None
 
     def _authenticate(self, request: web.Request) -> EmulatedUser:
         header = request.headers.get("Authorization", "")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .xmpp_client_gateway import XmppClientRouter, XmppServerLogin
 
 from .._ice import release_host_addresses, restrict_host_addresses
-from ._state import EmulatedUser, EmulatorError, EmulatorState, UserRef, new_user
+from ._state import EmulatedUser, EmulatorError, EmulatorState, RestFault, UserRef, new_user
 from .party import EmulatedCall, Gateway
 from .rest import build_app
 from .streaming import XmppRouter
@@ -561,6 +561,31 @@ class Emulator:
         self.ice_servers = list(ice_servers)
         router = self._router_or_fail()
         self._on_loop(lambda: setattr(router, "ice_servers", list(ice_servers)))
+
+    def rest_fault(self, method: str = "*", path: str = "/api/v2/", *, status: Optional[int] = None,
+                   retry_after: Optional[float] = None, hang: Optional[float] = None,
+                   times: Optional[int] = 1) -> None:
+        """Script a REST fault: the next ``times`` requests (``None``: every one) whose method is ``method``
+        (``"*"``: any) and whose path contains ``path`` first hang for ``hang`` seconds, then answer
+        ``status`` (with ``Retry-After: retry_after``) or, without a status, go on normally.
+
+        For example ``rest_fault("GET", "/conversations/", status=429, retry_after=8)``.
+        """
+        if status is None and hang is None:
+            raise ValueError("rest_fault needs a status, a hang, or both")
+        fault = RestFault(method.upper(), path, status, retry_after, hang, times)
+        with self._state.cond:
+            self._state.rest_faults.append(fault)
+
+    def rest_faults_served(self) -> int:
+        """How many requests the scripted REST faults have answered (or are holding) so far."""
+        with self._state.cond:
+            return sum(fault.served for fault in self._state.rest_faults)
+
+    def clear_rest_faults(self) -> None:
+        """Forget every scripted REST fault."""
+        with self._state.cond:
+            self._state.rest_faults.clear()
 
     def refuse_sasl(self, condition: Optional[str] = "not-authorized") -> None:
         """Fail every SASL attempt with ``condition`` from now on (``None``: accept valid credentials again)."""
