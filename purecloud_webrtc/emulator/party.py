@@ -539,6 +539,11 @@ class EmulatedCall:
         """Start the call's worker (loop thread)."""
         self._worker = asyncio.ensure_future(self._work())
 
+    def stop_worker(self) -> None:
+        """Stop the call's worker once nothing more can happen to it (loop thread)."""
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+
     async def _work(self) -> None:
         while True:
             fn, args, done = await self._inbox.get()

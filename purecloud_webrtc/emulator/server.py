@@ -616,6 +616,26 @@ class Emulator:
         with self._state.cond:
             return list(self._state.calls)
 
+    def forget_ended_calls(self) -> int:
+        """Drop ended calls (and the wire and REST logs) from the emulator's memory, for long soaks whose
+        measure is the SDK's memory, not the emulator's; returns how many calls were dropped."""
+        final = ("ended", "retracted", "answered_elsewhere", "rejected")
+        gateway = self._gateway
+
+        def forget() -> int:
+            with self._state.cond:
+                ended = [c for c in self._state.calls if c.state in final]
+                self._state.calls = [c for c in self._state.calls if c.state not in final]
+                self._state.wire.clear()
+                self._state.rest_log.clear()
+            for call in ended:
+                call.stop_worker()
+                if gateway is not None:
+                    gateway.calls_by_sid.pop(call.session_id, None)
+            return len(ended)
+
+        return int(self._on_loop(forget))
+
     def call_by_conversation(self, conversation_id: str) -> EmulatedCall:
         """The call with ``conversation_id``.
 

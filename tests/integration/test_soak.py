@@ -74,3 +74,21 @@ def test_two_hundred_calls_through_failures_leak_nothing():
     wait_until(lambda: sockets() <= sockets_before + 2, 10, f"sockets to close (before {sockets_before})")
     print(f"\nsoak: {CALLS} calls {outcomes}; threads {threads_before} -> {threading.active_count()}, "
           f"sockets {sockets_before} -> {sockets()}")
+
+
+def test_memory_threads_and_descriptors_per_call_stay_flat():
+    """``benchmarks/soak.py`` in a process of its own (its far ends in another one): every way of waiting for
+    a call (``expect_event``, ``once``, ``on``/``off``, ``wait_for_session``), RSS growth < 5 KiB per call.
+
+    Before issue 13, blinker kept every ``expect_event`` receiver and with it the whole call: ~176 KiB per call.
+    """
+    import json
+
+    from helpers import run_python
+
+    result = run_python(["benchmarks/soak.py", "--calls", "1100", "--warmup", "200", "--json"], timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    soak = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"\nsoak: {soak}")
+    assert soak["rss_kib_per_call"] < 5.0, soak
+    assert soak["threads"][1] <= soak["threads"][0] and soak["fds"][1] <= soak["fds"][0], soak
