@@ -192,6 +192,8 @@ class Commands:
         self.check_open("end_session")
         core = self.core
         session = self.find_session(id, conversation_id)
+        # Hanging up closes the far end's media too: that is not a media failure to report (issue 13).
+        session.hanging_up = True
         me = core.me or {}
         rest_ok = False
         if session.conversation_id and me.get("id"):

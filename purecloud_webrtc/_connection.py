@@ -96,6 +96,8 @@ class Connection:
         self._cleanup_orphaned_sessions()
         if reconnect:
             self._reconcile_pending()
+            for session in list(self.sessions.values()):
+                session.resend_lost_iqs()
         if self.options.ice_servers is None and self._ice_refresh_task is None:
             self._ice_refresh_task = self.loop.create_task(self._refresh_ice_periodically())
         self.trace("info", f"connected as {stream.full_jid}", {"jid": str(stream.full_jid), "reconnect": reconnect})

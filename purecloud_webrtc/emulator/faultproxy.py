@@ -33,6 +33,9 @@ class FaultProxy:
         self.mode = "pass"  # pass | blackhole | refuse
         self.delay = 0.0
         self.accepted = 0
+        #: blackhole_after(): the server-to-client bytes that switch to blackhole once forwarded
+        self._trigger: Optional[bytes] = None
+        self.triggered = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._server: Optional[asyncio.base_events.Server] = None
         self._writers: Set[asyncio.StreamWriter] = set()
@@ -80,11 +83,13 @@ class FaultProxy:
             writer.transport.abort()
             return
         self._writers.update({writer, up_writer})
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer, downstream=True),
+                             return_exceptions=True)
         self._writers.discard(writer)
         self._writers.discard(up_writer)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    downstream: bool = False) -> None:
         try:
             while True:
                 data = await reader.read(65536)
@@ -95,6 +100,11 @@ class FaultProxy:
                 if self.mode == "blackhole":
                     continue  # swallowed: the peer never hears of it, and no FIN is sent
                 writer.write(data)
+                if downstream and self._trigger is not None and self._trigger in data:
+                    # Delivered; from now on nothing passes either way (the client's answer is lost).
+                    self._trigger = None
+                    self.mode = "blackhole"
+                    self.triggered.set()
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -125,6 +135,16 @@ class FaultProxy:
     def blackhole(self) -> None:
         """Stop forwarding, keep sockets open: a half-open link with no FIN."""
         self.mode = "blackhole"
+
+    def blackhole_after(self, needle: str) -> None:
+        """Forward until the service sends a frame containing ``needle`` (say ``"<propose"`` or
+        ``"session-initiate"``), deliver it, then blackhole: the fault lands exactly between that message
+        and the client's answer, which is lost.  :attr:`triggered` is set when it fires.
+
+        (Only the service-to-client direction can be matched: a WebSocket client masks its frames.)
+        """
+        self.triggered.clear()
+        self._trigger = needle.encode()
 
     def restore(self) -> None:
         """Forward again (new connections); blackholed ones are cut so they cannot linger."""

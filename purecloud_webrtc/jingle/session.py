@@ -22,13 +22,17 @@ import asyncio
 import dataclasses
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .._session_media import SessionMedia
 from .._xml import Element, element, q
-from ..errors import MediaError, SessionStateError
+from ..errors import ConnectionFailedError, MediaError, SessionStateError
 from . import sdp as sdpmod
 from .messages import jingle_iq, parse_reason, reason_element
+
+#: at most this many IQs of one session are kept to send again after a reconnect
+MAX_LOST_IQS = 64
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._core import Core
@@ -120,10 +124,14 @@ class JingleSession:
         #: the media-liveness watchdog, once ICE connected
         self._liveness: Optional["asyncio.Task[None]"] = None
         self._ending_for_media = False
+        #: end_session is under way: the media closing meanwhile is its doing, not a failure
+        self.hanging_up = False
         #: set when the SDK ends the call itself (media gone): the reason reported, whatever the terminate says
         self._local_end_reason: Optional[str] = None
         #: the call's media, driven by this signalling
         self.rtc = SessionMedia(self, self._on_ice_state)
+        #: IQs that a lost link swallowed before their result, sent again after the reconnect (bounded)
+        self._lost_iqs: "list[tuple[str, Element]]" = []
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _MEDIA_FIELDS:
@@ -163,21 +171,46 @@ class JingleSession:
     def _send_rpc(self, method: str, params: dict) -> None:
         from .rpc import rpc_iq
 
-        iq = rpc_iq(self.peer, method, {"sessionId": self.sid, **params})
-        self.core.send_iq_nowait(iq, on_error=lambda exc: self._on_iq_error(method, exc))
+        self._send_iq(method, rpc_iq(self.peer, method, {"sessionId": self.sid, **params}))
 
     def _send_jingle(self, action: str, *children: Element) -> None:
-        iq = jingle_iq(self.peer, action, self.sid, *children)
-        self.core.send_iq_nowait(iq, on_error=lambda exc: self._on_iq_error(action, exc))
+        self._send_iq(action, jingle_iq(self.peer, action, self.sid, *children))
 
-    def _on_iq_error(self, action: str, exc: Exception) -> None:
+    def _send_iq(self, action: str, iq: Element) -> None:
+        try:
+            self.core.send_iq_nowait(iq, on_error=lambda exc: self._on_iq_error(action, exc, iq))
+        except ConnectionFailedError as exc:  # no stream right now (an outage): the same as a lost one
+            if action in ("session-terminate", "terminate"):
+                raise  # finish() ends the call locally anyway
+            self._on_iq_error(action, exc, iq)
+
+    def _on_iq_error(self, action: str, exc: Exception, iq: Optional[Element] = None) -> None:
         from ..errors import IqError
 
         if isinstance(exc, IqError) and exc.app_condition == "unknown-session" and not self.ended:
             # The peer no longer knows this session (stanza 12 ends it silently with "gone", §4.1).
             self.core.loop.create_task(self.finish("gone", send=False))
             return
+        if (isinstance(exc, ConnectionFailedError) and iq is not None and not self.ended
+                and action not in ("session-terminate", "terminate")
+                and len(self._lost_iqs) < MAX_LOST_IQS):
+            # The link died before the peer confirmed it: the answer (or candidate, or mute) may never have
+            # arrived.  It goes again, in order, once the SDK has reconnected (resend_lost_iqs).
+            self._lost_iqs.append((action, iq))
+            return
         self.core.report_error(exc, {"session_id": self.sid, "action": action})
+
+    def resend_lost_iqs(self) -> None:
+        """After a reconnect: send again what the lost link may have swallowed (a session-accept and its
+        candidates, an answer), so a call accepted during an outage still connects (issue 13)."""
+        lost, self._lost_iqs = self._lost_iqs, []
+        if self.ended or not lost:
+            return
+        self.core.trace("info", f"session {self.sid}: {len(lost)} message(s) the lost link may have swallowed "
+                                f"sent again ({', '.join(action for action, _ in lost)})", {"session_id": self.sid})
+        for action, iq in lost:
+            iq.set("id", str(uuid.uuid4()))
+            self._send_iq(action, iq)
 
     def _set_state(self, state: str) -> None:
         old, self.state = self.state, state
@@ -257,7 +290,7 @@ class JingleSession:
     def _end_for_media(self, reason: str, why: str) -> None:
         """The media is gone for good: end the call (by REST when it has a conversation, so the far end does
         not stay connected), with an ``error`` event saying why; ``sessionEnded`` follows once."""
-        if self.ended or self._ending_for_media:
+        if self.ended or self._ending_for_media or self.hanging_up:
             return
         self._ending_for_media = True
         # The service's session-terminate answers our hang-up with "success": the reason is still ours.
