@@ -198,9 +198,7 @@ class Commands:
         rest_ok = False
         if session.conversation_id and me.get("id"):
             try:
-                participant_id = await self._my_participant_id(session.conversation_id, deadline, connected=True)
-                await self.rest(core.api.patch_participant, session.conversation_id, participant_id,
-                                {"state": "disconnected"}, deadline=deadline)
+                await self.hang_up_by_rest(session.conversation_id, deadline)
                 rest_ok = True
             except (ApiError, ConnectionFailedError) as exc:
                 core.trace("warning", f"ending {session.sid} by REST failed ({exc}); sending session-terminate",
@@ -214,6 +212,16 @@ class Commands:
                 pass  # a persistent connection never terminates (§8 #26): we do it ourselves
         if not session.ended:
             await session.finish(reason, send=True)
+
+    async def hang_up_by_rest(self, conversation_id: str, deadline: Optional[float]) -> None:
+        """PATCH this user's connected participant of ``conversation_id`` to ``disconnected``.
+
+        :raises ApiError: no connected participant, or the service refused.
+        :raises ConnectionFailedError: the service could not be reached before ``deadline``.
+        """
+        participant_id = await self._my_participant_id(conversation_id, deadline, connected=True)
+        await self.rest(self.core.api.patch_participant, conversation_id, participant_id,
+                        {"state": "disconnected"}, deadline=deadline)
 
     async def set_conversation_held(self, conversation_id: str, held: bool, deadline: Optional[float]) -> None:
         self.check_open("set_conversation_held")

@@ -105,6 +105,33 @@ def make_sdk(emulator: Any) -> Iterator[SdkFactory]:
     assert not factory.callback_errors, f"callbacks raised: {factory.callback_errors}"
 
 
+@pytest.fixture
+def emulator_process() -> Iterator[Any]:
+    """The emulator in a child process (its far ends' CPU and GIL are not this process's; it can be killed)."""
+    from purecloud_webrtc.emulator.process import EmulatorProcess
+
+    with EmulatorProcess() as emu:
+        yield emu
+
+
+@pytest.fixture
+def make_process_sdk() -> Iterator[Callable[..., pcw.PureCloudWebrtcSdk]]:
+    """Makes initialized SDKs pointed at an :class:`EmulatorProcess`; closes them at the end of the test."""
+    made: List[pcw.PureCloudWebrtcSdk] = []
+
+    def make(emu: Any, **options: Any) -> pcw.PureCloudWebrtcSdk:
+        options.setdefault("ice_host_addresses", ["127.0.0.1"])
+        sdk = pcw.PureCloudWebrtcSdk(emu.access_token, api_base_url=emu.api_base_url,
+                                     streaming_base_url=emu.streaming_base_url, **options)
+        made.append(sdk)
+        sdk.initialize(timeout=15)
+        return sdk
+
+    yield make
+    for sdk in made:
+        sdk.close(timeout=5)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_aioice() -> None:
     logging.getLogger("aioice").setLevel(logging.WARNING)

@@ -279,13 +279,22 @@ class JingleSession:
                 if self.connection_state == ConnectionState.INTERRUPTED:
                     self._set_connection_state(ConnectionState.CONNECTED)
                 continue
-            if self.connection_state == ConnectionState.CONNECTED and now - last >= after and seen:
+            # DISCONNECTED: the far end closed the media; unless a session-terminate ends the call first, that
+            # is an interruption like any other.
+            # A far end that never sent anything since ICE connected counts too (it died at once, or its media
+            # never started), unless its offer said it would not send.
+            if (self.connection_state in (ConnectionState.CONNECTED, ConnectionState.DISCONNECTED)
+                    and now - last >= after and (seen or self._remote_sends())):
                 self.core.trace("warning", f"session {self.sid}: no media for {now - last:.1f} s",
                                 {"session_id": self.sid})
                 self._set_connection_state(ConnectionState.INTERRUPTED)
             elif self.connection_state == ConnectionState.INTERRUPTED and timeout and now - last >= timeout:
                 self._end_for_media("connectivity-error", f"no media for {now - last:.0f} s")
                 return
+
+    def _remote_sends(self) -> bool:
+        """Whether the far end's description says it sends audio (not ``recvonly``/``inactive``)."""
+        return not any(line.strip() in ("a=recvonly", "a=inactive") for line in (self.remote_sdp or "").splitlines())
 
     def _end_for_media(self, reason: str, why: str) -> None:
         """The media is gone for good: end the call (by REST when it has a conversation, so the far end does
@@ -298,11 +307,26 @@ class JingleSession:
         self.core.report_error(MediaError(f"session {self.sid} ended: {why}"), {"session_id": self.sid,
                                                                                   "reason": reason})
 
+        conversation_id = self.conversation_id
+
+        by_rest = bool(conversation_id and (self.core.me or {}).get("id"))
+
         async def end() -> None:
+            # The call is over for us now (sessionEnded at once); the hang-up follows so the far end does not stay
+            # connected, however long the service takes: by REST as the seed does (the service then ends the
+            # conversation), else, or when REST fails, a session-terminate.
+            await self.finish(reason, send=not by_rest)
+            if not by_rest or self.core.closing:
+                return
             try:
-                await self.core.commands.end_session(self.sid, None, reason, time.monotonic() + 10, True)
-            except Exception:  # the REST side failed too: end it here at least
-                await self.finish(reason, send=True)
+                await self.core.commands.hang_up_by_rest(conversation_id, time.monotonic() + 10)
+            except Exception as exc:  # noqa: BLE001 - best effort; the call has ended here already
+                self.core.trace("info", f"session {self.sid}: REST hang-up after the media ended failed ({exc}); "
+                                        "sending session-terminate", {"session_id": self.sid})
+                try:
+                    self._send_terminate(reason, None)
+                except Exception:  # noqa: BLE001 - no link either: nothing more can be done
+                    pass
 
         self.core.loop.create_task(end())
 
@@ -526,10 +550,7 @@ class JingleSession:
             self.public._emit("change:active", self.public, False)
         if send:
             try:
-                if self.mode == "rpc":
-                    self._send_rpc("terminate", {"reason": reason})
-                else:
-                    self._send_jingle("session-terminate", reason_element(reason, text))
+                self._send_terminate(reason, text)
             except Exception as exc:  # the stream may be down; the call ends locally anyway
                 log.info("session %s: could not send session-terminate: %s", self.sid, exc)
         await self.rtc.close()
@@ -537,6 +558,12 @@ class JingleSession:
             self._set_connection_state(ConnectionState.DISCONNECTED)
         self.public._emit("terminated", self.public, reason)
         self.core.sdk._emit("sessionEnded", self.public, reason)
+
+    def _send_terminate(self, reason: str, text: Optional[str]) -> None:
+        if self.mode == "rpc":
+            self._send_rpc("terminate", {"reason": reason})
+        else:
+            self._send_jingle("session-terminate", reason_element(reason, text))
 
     async def close_media(self) -> None:
         """Close the media now (the session's ``finish`` does it too)."""

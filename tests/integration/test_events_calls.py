@@ -30,13 +30,14 @@ def core_lag(sdk: Any, seconds: float) -> float:
     return sdk._core.call(measure, seconds + 10, "measure lag")
 
 
-@pytest.mark.timeout(120)
-def test_one_blocked_callback_stalls_no_call(emulator, make_sdk):
-    sdk = make_sdk()
+@pytest.mark.timeout(150)
+def test_one_blocked_callback_stalls_no_call(emulator_process, make_process_sdk):
+    # The far ends run in a process of their own: this process holds the SDK alone, as a bot's would.
+    sdk = make_process_sdk(emulator_process)
     calls = []
     tones = [440.0, 550.0, 660.0, 770.0]
     for tone in tones:
-        session, call = answer_call(sdk, emulator, tone=tone, sdk_tone=tone + 300.0)
+        session, call = answer_call(sdk, emulator_process, tone=tone, sdk_tone=tone + 300.0)
         calls.append((session, call))
     released = threading.Event()
     blocked = threading.Event()
@@ -45,7 +46,7 @@ def test_one_blocked_callback_stalls_no_call(emulator, make_sdk):
         blocked.set()
         released.wait(30)
 
-    baseline = core_lag(sdk, 5.0)  # this process also runs the emulator's four far ends: the GIL is shared
+    baseline = core_lag(sdk, 5.0)
     calls[0][0].once("audioLevel", stuck)
     assert blocked.wait(10)
     lags = []
@@ -56,13 +57,16 @@ def test_one_blocked_callback_stalls_no_call(emulator, make_sdk):
             assert abs(call.heard_frequency(1.0) - (tone + 300.0)) <= 5, "a far end stopped hearing us"
     assert not released.is_set() and blocked.is_set()
     released.set()
-    # Before, every event emitted while the queue was full held the loop for 2 s.  This one process also runs
-    # the four far ends, so its loop has spikes of ~0.1 s of its own (GIL, GC) with or without the block: the
-    # bound is an order of magnitude below the old stall, not the 50 ms a process of its own would give.
-    assert max(lags) < max(0.5, 3 * baseline), (
-        f"the core loop lagged {max(lags) * 1000:.0f} ms (baseline {baseline * 1000:.0f} ms)")
-    for session, call in calls:
-        wait_until(lambda: abs(session.sink.dominant_frequency(0.5) - call.tone_hz) <= 5, 10, "audio after")
+    # Before, every event emitted while the queue was full held the loop for 2 s.  Now the loop lags no more
+    # than it does with no callback at all: under 50 ms on a quiet machine; on a loaded one (a CPU hog on
+    # both cores) the scheduler's own delays set the baseline, and the bound follows it.
+    bound = max(0.05, 3 * baseline)
+    assert max(lags) < bound, (
+        f"the core loop lagged {max(lags) * 1000:.0f} ms (baseline {baseline * 1000:.0f} ms, bound {bound * 1000:.0f})")
+    print(f"\ncore-loop lag: baseline {baseline * 1000:.1f} ms, during the block "
+          f"{', '.join(f'{lag * 1000:.1f}' for lag in lags)} ms")
+    for (session, call), tone in zip(calls, tones):
+        wait_until(lambda: abs(session.sink.dominant_frequency(0.5) - tone) <= 5, 10, "audio after")
     assert sdk.connected
 
 
