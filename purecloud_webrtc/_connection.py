@@ -234,4 +234,4 @@ class Connection:
         for sid, entry in list(self.pending.items()):
             if sid == entry.info.id:
                 self.sdk._emit("cancelPendingSession", sid)
-        self.pending.clear()
+        self.release_all_pending()

@@ -217,7 +217,7 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
         connected = self.stream is not None and self.stream.state == "connected"
         await asyncio.gather(*(s.finish("success", send=connected) for s in list(self.sessions.values())),
                              return_exceptions=True)
-        self.pending.clear()
+        self.release_all_pending()
         if connected:
             # Let the terminate IQs leave before the <close/>.
             await asyncio.sleep(0.05)

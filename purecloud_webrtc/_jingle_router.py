@@ -90,7 +90,7 @@ class JingleRouter:
                     {"session_id": sid})
                 return True
             assert entry is not None
-            self._drop_pending(entry)
+            self._drop_pending(entry, handed=True)
             session = JingleSession(self, sid, frm, entry.info.conversation_id)
             self.sessions[sid] = session
             self.loop.create_task(self._initiate(session, el, jingle, entry))

@@ -36,12 +36,23 @@ __all__ = ["PendingSessions", "AcceptOptions"]
 
 @dataclass
 class AcceptOptions:
-    """What ``accept_pending_session`` asked for, applied when the session-initiate arrives."""
+    """What ``accept_pending_session`` asked for, applied when the session-initiate arrives.
+
+    Once ``resolved``, ``source`` and ``sink`` are media objects opened before the proceed went out, and
+    ``owns_*`` says whether the call closes them when it ends (everything the SDK made from a spec, and
+    objects handed to the call; never the SDK's shared defaults).  ``consumed`` once a session answered with
+    them; until then whoever drops the options releases what they own (``Core.release_accept_media``).
+    """
 
     source: Any = None
     sink: Any = None
     auto_start_media: bool = True
     auto_connect_session: Optional[bool] = None
+    resolved: bool = False
+    owns_source: bool = False
+    owns_sink: bool = False
+    handed: bool = False
+    consumed: bool = False
 
 
 @dataclass
@@ -60,9 +71,27 @@ class PendingSessions:
     def _find_pending(self, sid: str) -> Optional[_Pending]:
         return self.pending.get(sid)
 
-    def _drop_pending(self, entry: _Pending) -> None:
+    def _drop_pending(self, entry: _Pending, *, handed: bool = False) -> None:
+        """Forget ``entry``; ``handed``: a session takes over its accept options (else they are released
+        unless a re-proposal adopted them)."""
         for key in [entry.info.id, *entry.aliases]:
             self.pending.pop(key, None)
+        if handed:
+            entry.options.handed = True
+        elif entry.options.resolved:
+            self.loop.call_soon(self._release_if_unused, entry.options)
+
+    def _release_if_unused(self, options: AcceptOptions) -> None:
+        if not options.handed and not any(e.options is options for e in self.pending.values()):
+            self.release_accept_media(options)
+
+    def release_all_pending(self) -> None:
+        """Forget every pending session (close, disconnect without survivability), releasing their media."""
+        entries = {id(e): e for e in self.pending.values()}.values()
+        self.pending.clear()
+        for entry in entries:
+            if entry.options.resolved and not entry.options.handed:
+                self.release_accept_media(entry.options)
 
     def _on_message(self, el: Element) -> None:
         try:
@@ -264,9 +293,27 @@ class PendingSessions:
             raise SessionStateError(f"pending session {sid} was already accepted", session_id=sid)
         if self.stream is None or self.stream.state != "connected":
             raise ConnectionFailedError("cannot accept a pending session while disconnected")
-        entry.proceeded = True
+        # Sources and sinks are opened now, before the proceed: a missing file, an unwritable directory or a
+        # busy device is the caller's exception, not a call that rings on unanswered (issue 15).
+        entry.proceeded = True  # a second accept meanwhile is "already accepted"
+        try:
+            options = await self.resolve_accept_media(options)
+        except BaseException:
+            entry.proceeded = False
+            raise
+        if self._find_pending(sid) is not entry or self.stream is None or self.stream.state != "connected":
+            self.release_accept_media(options)
+            entry.proceeded = False
+            raise SessionNotFoundError(f"pending session {sid} went away while its media was being opened",
+                                       session_id=sid)
         entry.options = options
-        self.send(build_jmi("proceed", entry.info.id, entry.info.from_jid))
+        try:
+            self.send(build_jmi("proceed", entry.info.id, entry.info.from_jid))
+        except BaseException:
+            entry.proceeded = False
+            entry.options = AcceptOptions()
+            self.release_accept_media(options)
+            raise
         self.trace("info", f"proceed sent for {entry.info.id}", {"id": entry.info.id})
 
     async def _start_session(self, session: JingleSession, apply: Awaitable[bool], action: str,
@@ -281,6 +328,8 @@ class PendingSessions:
         if not ok:
             self.sessions.pop(session.sid, None)
             session.discard()
+            if entry is not None and entry.options.resolved:
+                self.release_accept_media(entry.options)
             return False
         await self._session_started(session, entry)
         return True
@@ -301,6 +350,11 @@ class PendingSessions:
             auto = self.options.auto_connect_sessions
         if auto:
             try:
-                await self.accept_session(session, options.source, options.sink, options.auto_start_media)
+                if options.resolved:  # opened by accept_pending_session: answer with exactly that
+                    await self.accept_session(session, None, None, True)
+                else:
+                    await self.accept_session(session, options.source, options.sink, options.auto_start_media)
             except Exception as exc:
                 self.report_error(exc, {"session_id": session.sid, "action": "accept"})
+                if not session.ended:  # never a session stuck unanswered while the caller rings on
+                    await session.finish("failed-application", text=str(exc), send=True)

@@ -104,7 +104,7 @@ class RpcRouter:
                     {"session_id": sid})
                 return
             if entry is not None:
-                self._drop_pending(entry)
+                self._drop_pending(entry, handed=True)
             if conversation_id is None and entry is not None:
                 conversation_id = entry.info.conversation_id
             if conversation_id is None and session is not None:

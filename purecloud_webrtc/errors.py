@@ -26,6 +26,7 @@ __all__ = [
     "SessionNotFoundError",
     "SessionStateError",
     "MediaError",
+    "MediaSpecError",
     "OperationTimeoutError",
     "ClosedError",
     "EventOverflowError",
@@ -152,6 +153,18 @@ class SessionStateError(SessionError):
 
 class MediaError(PureCloudWebrtcError):
     """Audio or WebRTC media could not be set up (device, file, codec, peer connection)."""
+
+
+class MediaSpecError(MediaError, ValueError):
+    """A source or sink the SDK cannot use, found before anything is sent: no such file, a directory that
+    does not exist or cannot be written, a malformed named spec (``"tone:abc"``).
+
+    :ivar spec: what was asked for.
+    """
+
+    def __init__(self, message: str, spec: object = None) -> None:
+        super().__init__(message)
+        self.spec = spec
 
 
 class OperationTimeoutError(PureCloudWebrtcError, TimeoutError):

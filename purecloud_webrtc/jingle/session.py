@@ -554,6 +554,9 @@ class JingleSession:
             except Exception as exc:  # the stream may be down; the call ends locally anyway
                 log.info("session %s: could not send session-terminate: %s", self.sid, exc)
         await self.rtc.close()
+        deferred = getattr(self, "deferred_options", None)
+        if deferred is not None:  # accepted with media that was never answered with (deferred accept)
+            self.core.release_accept_media(deferred)
         if self.connection_state not in (ConnectionState.DISCONNECTED, ConnectionState.NEW, ConnectionState.FAILED):
             self._set_connection_state(ConnectionState.DISCONNECTED)
         self.public._emit("terminated", self.public, reason)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Iterator, Literal, Optional, Sequence, Union
 
+from ..errors import MediaError
+
 __all__ = [
     "AudioDevice",
     "AudioDeviceError",
@@ -51,7 +53,7 @@ DeviceKind = Literal["input", "output"]
 DeviceSpec = Union[int, str, None]
 
 
-class AudioDeviceError(RuntimeError):
+class AudioDeviceError(MediaError, RuntimeError):
     """An audio device is unavailable: pyaudio missing, no such device, or opening failed.
 
     :ivar spec: the device specification that was asked for (index, name or ``None``).

@@ -665,7 +665,8 @@ def resolve_sink(spec: SinkSpec, *, logger: Optional[logging.Logger] = None) -> 
       exists or it cannot be opened, a WARNING with the reason is logged and a
       :class:`NullSink` is returned instead;
     - an :class:`AudioSink`: itself;
-    - a ``str`` or ``os.PathLike``: a :class:`WavRecorderSink` (mono);
+    - a named spec (``"null"``, ``"buffer"``, ``"speaker:NAME"``, see :mod:`~purecloud_webrtc.media.specs`)
+      or a path (``str`` or ``os.PathLike``): that sink, a path as a mono :class:`WavRecorderSink`;
     - a ``list`` or ``tuple``: a :class:`MultiSink` of each element, resolved;
     - a callable: a :class:`CallbackSink` (``fn(samples, timestamp_seconds)``).
 
@@ -673,6 +674,7 @@ def resolve_sink(spec: SinkSpec, *, logger: Optional[logging.Logger] = None) -> 
 
     :param logger: where to log the fallback warning (default: this module's logger).
     :raises TypeError: for anything else.
+    :raises MediaSpecError: for a path whose directory does not exist or cannot be written.
     """
     log = logger if logger is not None else _module_logger
     if spec is None:
@@ -684,7 +686,9 @@ def resolve_sink(spec: SinkSpec, *, logger: Optional[logging.Logger] = None) -> 
     if isinstance(spec, AudioSink):
         return spec
     if isinstance(spec, (str, os.PathLike)):
-        return WavRecorderSink(spec)
+        from .specs import sink_from_spec
+
+        return sink_from_spec(spec)
     if isinstance(spec, (list, tuple)):
         resolved: list[AudioSink] = []
         try:

@@ -724,7 +724,8 @@ def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None)
       :class:`SilenceSource` is returned instead;
     - an :class:`AudioSource`: itself;
     - an aiortc ``MediaStreamTrack``: a :class:`TrackSource`;
-    - a ``str`` or ``os.PathLike``: a :class:`WavFileSource` (looping);
+    - a named spec (``"silence"``, ``"tone:440"``, ``"mic:NAME"``, see :mod:`~purecloud_webrtc.media.specs`)
+      or a path (``str`` or ``os.PathLike``): that source, a path as a looping :class:`WavFileSource`;
     - a callable: a :class:`CallbackSource`;
     - an iterator (e.g. a generator) yielding PCM chunks of any length (int16 numpy arrays, floats,
       or little-endian int16 bytes): a :class:`CallbackSource` reading it, ending when it is exhausted.
@@ -733,7 +734,7 @@ def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None)
 
     :param logger: where to log the fallback warning (default: this module's logger).
     :raises TypeError: for anything else.
-    :raises FileNotFoundError: for a path that does not exist.
+    :raises MediaSpecError: for a path that does not exist or a malformed spec.
     """
     log = logger if logger is not None else _module_logger
     if spec is None:
@@ -747,7 +748,9 @@ def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None)
     if isinstance(spec, MediaStreamTrack):
         return TrackSource(spec)
     if isinstance(spec, (str, os.PathLike)):
-        return WavFileSource(spec)
+        from .specs import source_from_spec
+
+        return source_from_spec(spec)
     if callable(spec):
         return CallbackSource(spec)
     if isinstance(spec, collections.abc.Iterator):

@@ -11,6 +11,8 @@ from typing import Any, List
 
 import pytest
 
+from helpers import wait_until
+
 import purecloud_webrtc as pcw
 from purecloud_webrtc import _xml as X
 from purecloud_webrtc.xmpp.stream import Jid
@@ -97,6 +99,8 @@ def test_auto_answer_true_is_accepted_automatically_but_false_string_is_not(core
     sdk, core, stream, events = core_sdk
     feed(stream, propose("sid-a", cid="c-a", auto="false"))
     feed(stream, propose("sid-b", cid="c-b", auto="true"))
+    # The proceed goes out once the call's media is open (the default devices here): wait for it.
+    wait_until(lambda: len(stream.sent) >= 1, 10, "the proceed")
     assert len(stream.sent) == 1 and 'id="sid-b"' in stream.sent[0] and "<proceed" in stream.sent[0]
 
 
@@ -405,7 +409,10 @@ def test_rpc_renegotiation_and_reinvite(rpc_sdk):
         feed(stream, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
     assert ended.args == (first, "alternative-session")
     assert started.value is not first and started.value.id == "s3"
-    wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 3)
+    try:
+        wait_for(lambda: [m["method"] for m in sent_rpcs(stream)].count("answer") == 3)
+    except AssertionError:
+        raise AssertionError([(e.name, e.args) for e in events.drain() if e.name in ("error", "trace")])
     # The gateway repeats a reinvite until answered: the same JSON-RPC id again is ignored.
     feed(stream, rpc("offer", {"sessionId": "s3", "sdp": aiortc_offer(), "reinvite": True}, "o-3"))
     import time

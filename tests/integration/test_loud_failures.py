@@ -1,0 +1,130 @@
+"""Bad input fails loudly and at once, and loses nothing (issue 15), written as a user meets it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import purecloud_webrtc as pcw
+from purecloud_webrtc.media import AudioDeviceError, BufferSink, ToneSource
+
+from helpers import answer_call, wait_until
+
+
+def ring(sdk: pcw.PureCloudWebrtcSdk, emulator: Any, tone: float = 440.0) -> Any:
+    with sdk.expect_event("pendingSession") as ev:
+        call = emulator.inbound_call(tone_hz=tone)
+    return ev.value, call
+
+
+def test_a_missing_source_file_or_sink_directory_fails_the_accept_and_the_call_can_still_be_answered(
+        emulator, make_sdk, tmp_path: Path):
+    sdk = make_sdk()
+    pending, call = ring(sdk, emulator)
+    # Before: accept returned, sessionStarted fired and the session stayed pending while the caller rang on.
+    with pytest.raises(pcw.MediaSpecError, match="nope.wav.*no such file"):
+        sdk.accept_pending_session(pending.id, source="nope.wav")
+    with pytest.raises(pcw.MediaSpecError, match="does not exist"):
+        sdk.accept_pending_session(pending.id, sink="/nonexistent/dir/x.wav")
+    assert [p.id for p in sdk.pending_sessions] == [pending.id] and sdk.sessions == []
+    assert call.state == "proposed"  # no proceed went out
+    # Nothing was lost: the same call is answered with good media.
+    recording = tmp_path / "call.wav"
+    with sdk.expect_event("sessionStarted") as started:
+        sdk.accept_pending_session(pending.id, source="tone:523", sink=[str(recording), BufferSink()])
+    call.wait_state("connected", timeout=15)
+    wait_until(lambda: abs(call.heard_frequency(0.5) - 523) <= 5, 10, "the far end to hear tone:523")
+    with sdk.expect_event("sessionEnded"):
+        sdk.end_session(id=started.value.id)
+    assert recording.stat().st_size > 44 and (recording.stat().st_mode & 0o777) == 0o600
+
+
+def test_named_specs_mean_the_same_as_on_the_command_line(emulator, make_sdk):
+    sdk = make_sdk()
+    pending, call = ring(sdk, emulator)
+    with sdk.expect_event("sessionStarted") as started:
+        sdk.accept_pending_session(pending.id, source="silence", sink="buffer")  # before: "silence" was a path
+    call.wait_state("connected", timeout=15)
+    session = started.value
+    wait_until(lambda: abs(session.sink.dominant_frequency(0.5) - 440) <= 5, 10, "the caller's tone in 'buffer'")
+    assert call.heard_frequency(0.5) == 0.0  # silence
+    with sdk.expect_event("sessionEnded"):
+        call.hangup()
+    with pytest.raises(pcw.MediaSpecError, match="tone:440"):
+        pcw.media.resolve_source("tone:abc")
+
+
+def test_ending_a_call_before_it_is_answered_leaves_the_shared_default_source_open(emulator, make_sdk):
+    default = ToneSource(660)
+    sdk = make_sdk(default_source=default, auto_connect_sessions=False)
+    pending, call = ring(sdk, emulator)
+    with sdk.expect_event("sessionStarted") as started:
+        sdk.accept_pending_session(pending.id)
+    with sdk.expect_event("sessionEnded"):
+        sdk.end_session(id=started.value.id)  # ended before session.accept()
+    assert not default.closed  # before: closed, and every later call failed with "ToneSource is closed"
+    pending, call = ring(sdk, emulator)
+    with sdk.expect_event("sessionStarted") as started:
+        sdk.accept_pending_session(pending.id)
+    started.value.accept()
+    call.wait_state("connected", timeout=15)
+    wait_until(lambda: abs(call.heard_frequency(0.5) - 660) <= 5, 10, "the default tone")
+    with sdk.expect_event("sessionEnded"):
+        call.hangup()
+    assert not default.closed
+
+
+def test_one_source_object_for_two_calls_is_refused_clearly(emulator, make_sdk):
+    sdk = make_sdk()
+    tone = ToneSource(550)
+    session, first = answer_call(sdk, emulator, source=tone)
+    pending, second = ring(sdk, emulator, tone=660)
+    # Before: accepted, and the second call silently got nothing.
+    with pytest.raises(pcw.UsageError, match="already feeds session"):
+        sdk.accept_pending_session(pending.id, source=tone)
+    with sdk.expect_event("sessionStarted"):
+        sdk.accept_pending_session(pending.id, source="tone:770")
+    second.wait_state("connected", timeout=15)
+    wait_until(lambda: abs(second.heard_frequency(0.5) - 770) <= 5, 10, "the second call's own tone")
+    assert abs(first.heard_frequency(0.5) - 550) <= 5
+
+
+class BrokenSource(ToneSource):
+    """A source that opens fine and fails when the call's media is built."""
+
+    def create_track(self) -> Any:
+        raise RuntimeError("the capture device vanished")
+
+
+def test_a_failure_after_the_proceed_ends_the_session_with_a_reason(emulator, make_sdk):
+    sdk = make_sdk()
+    errors: list = []
+    sdk.on("error", lambda error, details: errors.append(error))
+    pending, call = ring(sdk, emulator)
+    ended = threading.Event()
+    reasons: list = []
+    sdk.on("sessionEnded", lambda session, reason: (reasons.append(reason), ended.set()))
+    sdk.accept_pending_session(pending.id, source=BrokenSource(440))
+    assert ended.wait(15), f"the session was left hanging: {errors}"
+    assert reasons == ["failed-application"], (reasons, errors)
+    assert any("capture device vanished" in str(e) for e in errors)
+    assert sdk.sessions == [] and sdk.pending_sessions == []
+    wait_until(lambda: call.state == "ended", 10, "the caller to be told")
+
+
+def test_a_missing_device_fails_the_accept(emulator, make_sdk, monkeypatch):
+    from purecloud_webrtc.media import _pyaudio
+
+    def no_device(*args: Any, **kwargs: Any) -> Any:
+        raise _pyaudio.AudioDeviceError("no input device matches 'headset' (test)")
+
+    monkeypatch.setattr(pcw.media.sources, "MicrophoneSource", no_device)
+    sdk = make_sdk()
+    pending, call = ring(sdk, emulator)
+    with pytest.raises(AudioDeviceError, match="headset") as info:
+        sdk.accept_pending_session(pending.id, source="mic:headset")
+    assert isinstance(info.value, pcw.PureCloudWebrtcError)  # before: outside the SDK's hierarchy
+    assert [p.id for p in sdk.pending_sessions] == [pending.id]
