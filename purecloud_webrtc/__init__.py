@@ -7,6 +7,7 @@ deeper modules are private.
 import logging
 
 from ._version import __version__
+from ._extras import MissingExtraError
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -65,6 +66,7 @@ __all__ = [
     "SessionStateError",
     "MediaError",
     "MediaSpecError",
+    "MissingExtraError",
     "OperationTimeoutError",
     "ClosedError",
     "EventOverflowError",

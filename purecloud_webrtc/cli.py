@@ -842,6 +842,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     :param argv: the arguments after the program name (default ``sys.argv[1:]``).
     """
+    from ._extras import MissingExtraError
+
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         if args_list and args_list[0] in _PASSTHROUGH:
@@ -850,6 +852,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except MissingExtraError as exc:  # one line naming the extra, not a traceback
+        print(f"purecloud-webrtc {args_list[0]}: {exc}", file=sys.stderr, flush=True)
+        return 1
     token_option = getattr(args, "token", None)
     if hasattr(args, "token"):
         args.token_from_option = token_option is not None
@@ -862,6 +867,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except MissingExtraError as exc:
+        print(f"{parser.prog} {args.command}: {exc}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         _out(f"{args.command}: interrupted")
         return 1

@@ -143,6 +143,14 @@ def _check_number(name: str, value: Any, minimum: float = 0.0) -> float:
     return float(value)
 
 
+#: What may follow a base URL as the emulator and the service's docs print it: accepted and dropped, so
+#: ``http://127.0.0.1:8765/api/v2/`` and ``ws://.../stream/channels/{channelId}`` work as pasted.
+_BASE_URL_TAILS = {
+    "api_base_url": re.compile(r"/api/v2/?$"),
+    "streaming_base_url": re.compile(r"/stream/channels(/\{channelId\}|/)?$"),
+}
+
+
 def _check_url(name: str, value: str, schemes: Sequence[str]) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{name} must be a URL string, not {type(value).__name__}", name)
@@ -150,6 +158,9 @@ def _check_url(name: str, value: str, schemes: Sequence[str]) -> str:
     if parsed.scheme not in schemes or not parsed.netloc:
         raise ConfigurationError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}: "
                                  f"{value!r}", name)
+    tail = _BASE_URL_TAILS.get(name)
+    if tail is not None:
+        value = tail.sub("", value.rstrip("/") + ("/" if value.endswith("/") else ""))
     return value.rstrip("/")
 
 
@@ -230,13 +241,17 @@ class PureCloudWebrtcSdk(Emitter):
     :param auto_connect_sessions: answer a session as soon as its offer arrives (otherwise call ``session.accept()``).
     :param ice_servers: ICE servers replacing the ones the service hands out (``[{"urls": ..., ...}]``).
     :param ice_transport_policy: ``"all"`` or ``"relay"``.
-    :param api_base_url: REST base URL; default ``https://api.{environment}``.
-    :param streaming_base_url: WebSocket base URL; default ``wss://streaming.{environment}``.
+    :param api_base_url: REST base URL; default ``https://api.{environment}``.  A trailing ``/api/v2/`` (as
+        the emulator prints it) is accepted and dropped.
+    :param streaming_base_url: WebSocket base URL; default ``wss://streaming.{environment}``.  A trailing
+        ``/stream/channels/{channelId}`` is accepted and dropped.
     :param streaming_url: the full WebSocket URL to connect to instead of
         ``{streaming_base_url}/stream/channels/{channel_id}``; ``{channel_id}`` in it is replaced.  For a
         plain XMPP server such as Prosody (``ws://127.0.0.1:5280/xmpp-websocket``).
     :param jid_resource: the XMPP resource to bind (default: a random one, kept across reconnects).
     :param ice_host_addresses: gather host candidates only on these addresses (e.g. ``["127.0.0.1"]``).
+        Default: every interface, except that when every service URL is on loopback (the bundled emulator,
+        a local Prosody) it is ``["127.0.0.1"]``: the far ends are on this machine.
     :param default_source: audio sent when ``accept_pending_session`` names none (default: microphone).
     :param default_sink: where remote audio goes when none is named (default: speaker).
     :param logger: logger for the SDK's messages (default ``purecloud_webrtc``).
@@ -430,6 +445,12 @@ class PureCloudWebrtcSdk(Emitter):
                     raise ConfigurationError(f"ice_host_addresses: {host!r} is not an IP address",
                                              "ice_host_addresses") from None
             hosts = list(hosts)
+        else:
+            # A service on this machine (the emulator, a local Prosody): its far ends are on loopback, and
+            # without this the calls would end in failed-transport with no explanation (issue 15).
+            service_hosts = [urlparse(url).hostname or "" for _, url in checked]
+            if all(_is_loopback(host) for host in service_hosts):
+                hosts = ["::1"] if all(host == "::1" for host in service_hosts) else ["127.0.0.1"]
         try:
             TrustedPeers(extra["trusted_peers"])
         except ValueError as exc:

@@ -99,7 +99,61 @@ def main() -> None:
             last = demo.stdout.strip().splitlines()[-1]
             assert "audio flowed both ways" in last, demo.stdout
             step(f"the demo ran from the wheel: {last}")
+        check_missing_extras(wheels[0], tmp)
         step("OK")
+
+
+#: Top-level names of what each extra installs (their absence is the point of the check).
+WITHOUT = ("aiohttp", "pyaudio", "purecloud_webrtc", "__editable__")
+
+#: command → the extra its one-line hint must name
+NEEDS_EXTRA = {
+    ("purecloud-webrtc", "demo"): "emulator",
+    ("purecloud-webrtc", "doctor", "--emulator"): "emulator",
+    ("purecloud-webrtc", "emulator"): "emulator",
+    ("purecloud-webrtc-emulator",): "emulator",
+    ("python", "-c", "from purecloud_webrtc.emulator import Emulator"): "emulator",
+    ("purecloud-webrtc", "devices"): "audio",
+}
+
+
+def check_missing_extras(wheel: Path, tmp: Path) -> None:
+    """The wheel alone, without the ``emulator`` and ``audio`` extras: every command that needs one says so
+    in one line naming ``pip install 'purecloud_webrtc[EXTRA]'`` (no traceback).
+
+    The fresh venv sees the project venv's packages *except* aiohttp and pyaudio through a folder of
+    symbolic links: those two are really absent, not hidden by an import hook.
+    """
+    import os
+
+    venv = tmp / "venv-bare"
+    run([sys.executable, "-m", "venv", venv])
+    python = venv / "bin" / "python"
+    run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel])
+    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    deps = tmp / "deps-without-extras"
+    deps.mkdir()
+    ours = Path(sysconfig.get_paths()["purelib"])
+    for entry in ours.iterdir():
+        if not entry.name.lower().startswith(WITHOUT) and entry.suffix != ".pth":
+            (deps / entry.name).symlink_to(entry)
+    (site / "_pcw_dist_check_deps.pth").write_text(f"{deps}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GENESYS_ACCESS_TOKEN")}
+    for command, extra in NEEDS_EXTRA.items():
+        exe = [python] if command[0] == "python" else [venv / "bin" / command[0]]
+        proc = subprocess.run([*exe, *command[1:]], capture_output=True, text=True, cwd=tmp, env=env,
+                              timeout=120, stdin=subprocess.DEVNULL)
+        output = (proc.stdout + proc.stderr).strip()
+        hint = f"pip install 'purecloud_webrtc[{extra}]'"
+        lines = [line for line in output.splitlines() if hint in line]
+        # A command prints one line; an import in your own code raises MissingExtraError (an ImportError),
+        # whose traceback ends in that line.
+        bad = ("Traceback" in output) if command[0] != "python" else not output.splitlines()[-1:] == lines[-1:]
+        # ``devices`` lists what there is (nothing) and exits 0; the others cannot do their job.
+        if (proc.returncode == 0 and command[-1] != "devices") or bad or not lines:
+            raise SystemExit(f"dist-check: FAILED: without the {extra} extra, {' '.join(command)} gave "
+                             f"exit {proc.returncode}:\n{output}")
+    step(f"without the extras, {len(NEEDS_EXTRA)} commands each name the extra they need in one line")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,41 @@ tone and records what it hears.  For tests, demos and offline development::
 ``python -m purecloud_webrtc.emulator`` runs one from the command line.
 """
 
-from ._state import EmulatedUser, EmulatorError
-from .party import ALLOWED_MEDIA_ADDRESSES, CALL_STATES, JINGLE_REASONS, EmulatedCall
-from .faultproxy import FaultProxy
-from .intruder import Intruder
-from .libwebrtc_party import LibwebrtcParty
-from .server import Emulator
-from .xmpp_client_gateway import XmppServerLogin
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use: FaultProxy needs nothing more than the SDK, the rest needs the ``emulator`` extra
+# (aiohttp), and without it the first use says so in one line (MissingExtraError).
+_WHERE = {
+    "EmulatedUser": "._state", "EmulatorError": "._state", "ALLOWED_MEDIA_ADDRESSES": ".party",
+    "CALL_STATES": ".party", "JINGLE_REASONS": ".party", "EmulatedCall": ".party", "FaultProxy": ".faultproxy",
+    "Intruder": ".intruder", "LibwebrtcParty": ".libwebrtc_party", "Emulator": ".server",
+    "XmppServerLogin": ".xmpp_client_gateway",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._state import EmulatedUser, EmulatorError
+    from .faultproxy import FaultProxy
+    from .intruder import Intruder
+    from .libwebrtc_party import LibwebrtcParty
+    from .party import ALLOWED_MEDIA_ADDRESSES, CALL_STATES, JINGLE_REASONS, EmulatedCall
+    from .server import Emulator
+    from .xmpp_client_gateway import XmppServerLogin
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if where != ".faultproxy":
+        from .._extras import require
+
+        require("emulator", "purecloud_webrtc.emulator")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ALLOWED_MEDIA_ADDRESSES",

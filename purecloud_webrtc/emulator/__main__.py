@@ -14,7 +14,6 @@ import sys
 import threading
 from typing import Optional, Sequence
 
-from .server import Emulator
 
 __all__ = ["main"]
 
@@ -45,6 +44,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.inbound_call_every is not None and args.inbound_call_every <= 0:
         print("--inbound-call-every must be positive", file=sys.stderr)
         return 2
+    from .._extras import MissingExtraError, require
+
+    try:
+        require("emulator", "the emulator")
+    except MissingExtraError as exc:
+        print(f"purecloud-webrtc-emulator: {exc}", file=sys.stderr)
+        return 1
+    from .server import Emulator
+
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     emulator = Emulator(
@@ -64,8 +72,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         user = emulator.user
-        print(f"REST API:      {emulator.api_base_url}/api/v2/")
-        print(f"Streaming:     {emulator.streaming_base_url}/stream/channels/{{channelId}}")
+        # Exactly what api_base_url / streaming_base_url (and --api-base-url / --streaming-base-url) take.
+        print(f"REST API:      {emulator.api_base_url}   (api_base_url; it serves /api/v2/...)")
+        print(f"Streaming:     {emulator.streaming_base_url}   (streaming_base_url; /stream/channels/{{channelId}})")
         print(f"Access token:  {emulator.access_token}")
         print(f"User:          {user.name} id={user.id} jid={user.jid}")
         print("Serving until Ctrl-C.", flush=True)

@@ -45,7 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "install the audio extra with `pip install purecloud_webrtc[audio]` "
+    "install the audio extra with `pip install 'purecloud_webrtc[audio]'` "
     "(pyaudio builds from source on Linux: first `apt-get install portaudio19-dev`)"
 )
 

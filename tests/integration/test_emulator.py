@@ -1011,23 +1011,29 @@ def test_command_line_entry_point() -> None:
             assert line, f"emulator exited early: {proc.stderr.read() if proc.stderr else ''}"
             lines.append(line)
         text = "".join(lines)
-        base = re.search(r"REST API:\s+(http://127\.0\.0\.1:\d+)/api/v2/", text)
-        assert base and "ws://127.0.0.1:" in text and "cli-token" in text
+        base = re.search(r"REST API:\s+(http://127\.0\.0\.1:\d+)\s", text)
+        streaming = re.search(r"Streaming:\s+(ws://127\.0\.0\.1:\d+)\s", text)
+        assert base and streaming and "cli-token" in text, text
         me = requests.get(f"{base.group(1)}/api/v2/users/me", headers={"Authorization": "Bearer cli-token"}, timeout=5)
         assert me.status_code == 200 and me.json()["chat"]["jabberId"] in text
-        jid = me.json()["chat"]["jabberId"]
-        user = EmulatedUser(me.json()["id"], "cli", jid, jid.split("@")[1], "cli-token")
-        channel = requests.post(
-            f"{base.group(1)}/api/v2/notifications/channels?connectionType=streaming",
-            headers={"Authorization": "Bearer cli-token"},
-            timeout=5,
-        ).json()
-        client = RawClient(channel["connectUri"])
-        try:
-            client.login(user)
-            client.expect(is_jmi("propose"), "a periodic inbound call", timeout=5)
-        finally:
-            client.close()
+        # The URLs as printed (and the longer forms a user may paste from its docs) are what the SDK takes;
+        # no ice_host_addresses: loopback URLs mean loopback ICE (issue 15).
+        import purecloud_webrtc as pcw
+        from purecloud_webrtc.media import BufferSink, ToneSource
+
+        for api, stream in ((base.group(1), streaming.group(1)),
+                            (base.group(1) + "/api/v2/", streaming.group(1) + "/stream/channels/{channelId}")):
+            with pcw.PureCloudWebrtcSdk("cli-token", api_base_url=api, streaming_base_url=stream) as sdk:
+                sdk.initialize(timeout=15)
+                with sdk.expect_event("pendingSession", timeout=10) as ev:
+                    pass  # --inbound-call-every rings this client
+                with sdk.expect_event("sessionStarted", timeout=10) as started:
+                    sdk.accept_pending_session(ev.value.id, source=ToneSource(880), sink=BufferSink())
+                session = started.value
+                deadline = time.monotonic() + 15
+                while abs(session.sink.dominant_frequency(0.5) - 523) > 5:
+                    assert time.monotonic() < deadline, "no audio from the command-line emulator"
+                    time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
     finally:

@@ -38,11 +38,14 @@ def test_a_blocked_callback_never_blocks_emit_and_overflow_is_reported():
     # Before: each emit on a full queue waited 2 s on the core loop.
     assert time.monotonic() - start < 1.0
     release.set()
+    # The overflow is reported each time the thread gets free: once, or twice when the thread picked its first
+    # event only after a few emits had already been dropped (a busy machine).  Every drop is counted.
     deadline = time.monotonic() + 10
-    while not errors and time.monotonic() < deadline:
+    while sum(e.dropped for e in errors) < 44 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert errors and isinstance(errors[0], pcw.EventOverflowError) and errors[0].dropped >= 40
     owner._dispatcher.close()
+    assert errors and all(isinstance(e, pcw.EventOverflowError) for e in errors), errors
+    assert sum(e.dropped for e in errors) >= 44 and len(errors) <= 2, errors  # 50 - 5 queued - 1 delivered
 
 
 def test_periodic_events_are_coalesced_and_skipped_without_listeners():

@@ -795,7 +795,7 @@ def test_resolve_falls_back_without_pyaudio(monkeypatch: pytest.MonkeyPatch, cap
     assert len(caplog.records) == 2
     for record in caplog.records:
         assert record.levelno == logging.WARNING
-        assert "pip install purecloud_webrtc[audio]" in record.getMessage()
+        assert "pip install 'purecloud_webrtc[audio]'" in record.getMessage()
         assert "portaudio19-dev" in record.getMessage()
     with pytest.raises(AudioDeviceError, match="not installed"):
         media.list_devices()
