@@ -18,6 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from ._pending import AcceptOptions
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -30,7 +31,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._core import AcceptOptions, Core
+    from ._core import Core
     from .events import PendingSession
     from .jingle.session import JingleSession
     from .media.live import CallMedia, Recording
@@ -244,13 +245,28 @@ class Commands:
             raise ApiError("this user has no effective station (assign a WebRTC phone in Genesys Cloud)")
         return await self.rest(api.request, "GET", f"stations/{station}", deadline=deadline)
 
-    async def start_softphone_session(self, body: Dict[str, Any], deadline: Optional[float]) -> str:
+    async def start_softphone_session(self, body: Dict[str, Any], deadline: Optional[float], source: Any = None,
+                                      sink: Any = None) -> str:
         # Without a connection nothing could answer the call the service would ring here.
         self.check_connected("start_softphone_session")
-        result = await self.rest(self.core.api.place_call, body, deadline=deadline)
-        conversation_id = result.get("id") if isinstance(result, dict) else None
-        if not conversation_id:
-            raise ApiError("POST conversations/calls returned no conversation id", body=result)
+        core = self.core
+        # The media is opened before the call is placed: a bad file fails here, before any phone rings.
+        options = AcceptOptions(source, sink)
+        if source is not None or sink is not None:
+            options = await core.resolve_accept_media(options)
+        core.placing += 1
+        try:
+            result = await self.rest(core.api.place_call, body, deadline=deadline)
+            conversation_id = result.get("id") if isinstance(result, dict) else None
+            if not conversation_id:
+                raise ApiError("POST conversations/calls returned no conversation id", body=result)
+            core.remember_placed(str(conversation_id), options)
+        except BaseException:
+            core.release_accept_media(options)
+            raise
+        finally:
+            core.placing -= 1
+            core.placing_changed.set()
         return str(conversation_id)
 
     # -- DTMF ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import itertools
 import logging
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from . import _ice
 from ._connection import Connection
@@ -112,6 +112,11 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
         self._seen_offers: Dict[str, float] = {}
         self._ice_refresh_task: Optional[asyncio.Task[None]] = None
         self._started = threading.Event()
+        #: calls this SDK placed (start_softphone_session): conversation id → (accept options, expiry); bounded
+        self.placed: Dict[str, Tuple[AcceptOptions, float]] = {}
+        #: start_softphone_session POSTs in flight (a proposal may overtake its answer), and their end
+        self.placing = 0
+        self.placing_changed = asyncio.Event()
 
     # -- the loop thread -------------------------------------------------------------------
 

@@ -212,15 +212,51 @@ class PendingSessions:
                            f"autoAnswer {info.auto_answer})", {"id": info.id})
         self.sdk._emit("pendingSession", info)
         if info.auto_answer and self.options.auto_answer_outbound_calls:
-            self.loop.create_task(self._auto_accept(info.id))
+            self.loop.create_task(self._auto_accept(info))
 
-    async def _auto_accept(self, sid: str) -> None:
+    # -- outbound calls: answered by the SDK that placed them -----------------------------------
+
+    def remember_placed(self, conversation_id: str, options: AcceptOptions) -> None:
+        """``start_softphone_session`` placed ``conversation_id``: answer its proposal with ``options``."""
+        now = time.monotonic()
+        for cid, (old, expires) in list(self.placed.items()):
+            if expires <= now or len(self.placed) >= 256:
+                del self.placed[cid]
+                self.release_accept_media(old)
+        self.placed[conversation_id] = (options, now + self.options.pending_timeout)
+
+    async def _claim_placed(self, conversation_id: Optional[str]) -> Optional[AcceptOptions]:
+        """The accept options of a call this SDK placed, or ``None``.  A proposal can overtake the answer of
+        the POST that placed it: while a POST is in flight, wait for it (bounded by its request timeout)."""
+        deadline = time.monotonic() + self.options.request_timeout
+        while True:
+            if conversation_id and conversation_id in self.placed:
+                return self.placed.pop(conversation_id)[0]
+            left = deadline - time.monotonic()
+            if self.placing <= 0 or left <= 0:
+                return None
+            self.placing_changed.clear()
+            try:
+                await asyncio.wait_for(self.placing_changed.wait(), left)
+            except asyncio.TimeoutError:
+                return None
+
+    async def _auto_accept(self, info: PendingSession) -> None:
+        options = await self._claim_placed(info.conversation_id)
+        if options is None and self.options.auto_answer_outbound_calls == "own":
+            self.trace("info", f"pending session {info.id}: an outbound call this SDK did not place; left to the "
+                               "client that placed it (auto_answer_outbound_calls='own')", {"id": info.id})
+            return
         try:
-            await self.accept_pending(sid, AcceptOptions())
+            await self.accept_pending(info.id, options or AcceptOptions())
         except (SessionNotFoundError, SessionStateError):
-            pass  # the user (or a retract) got there first
+            if options is not None:
+                self.release_accept_media(options)
+            # the user (or a retract) got there first
         except Exception as exc:
-            self.report_error(exc, {"id": sid, "action": "auto-answer"})
+            if options is not None:
+                self.release_accept_media(options)
+            self.report_error(exc, {"id": info.id, "action": "auto-answer"})
 
     async def reject_pending(self, sid: str) -> PendingSession:
         """Forget pending ``sid`` (being declined by the user)."""
@@ -297,7 +333,8 @@ class PendingSessions:
         # busy device is the caller's exception, not a call that rings on unanswered (issue 15).
         entry.proceeded = True  # a second accept meanwhile is "already accepted"
         try:
-            options = await self.resolve_accept_media(options)
+            if not options.resolved:  # (start_softphone_session opened its media before placing the call)
+                options = await self.resolve_accept_media(options)
         except BaseException:
             entry.proceeded = False
             raise

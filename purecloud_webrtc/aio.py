@@ -576,13 +576,13 @@ class AsyncPureCloudWebrtcSdk(_AsyncEmitter):
     endSession = end_session  # noqa: N815
 
     async def start_softphone_session(self, phone_number: Optional[str] = None, *, user_id: Optional[str] = None,
-                                      queue_id: Optional[str] = None, timeout: Optional[float] = 15.0,
-                                      **fields: Any) -> str:
-        """Place a call by REST and return its conversation id; see
+                                      queue_id: Optional[str] = None, source: Any = None, sink: Any = None,
+                                      timeout: Optional[float] = 15.0, **fields: Any) -> str:
+        """Place a call by REST and return its conversation id (answered with ``source``/``sink``); see
         :meth:`PureCloudWebrtcSdk.start_softphone_session`."""
         body = softphone_call_body(phone_number, user_id, queue_id, fields)
-        return await self._acall(lambda c: c.start_softphone_session(body, deadline(timeout)), grace(timeout),
-                                 "start_softphone_session")
+        return await self._acall(lambda c: c.start_softphone_session(body, deadline(timeout), source, sink),
+                                 grace(timeout), "start_softphone_session")
 
     async def set_audio_mute(self, session: Any, muted: bool, *, rest: bool = True,
                              timeout: Optional[float] = None) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 from urllib.parse import urlparse
 
 from ._commands import deadline as _deadline, grace as _grace
@@ -50,7 +50,7 @@ class SdkOptions:
     environment: str = "mypurecloud.com"
     org_id: Optional[str] = None
     session_survivability: bool = True
-    auto_answer_outbound_calls: bool = True
+    auto_answer_outbound_calls: Union[bool, str] = True
     auto_connect_sessions: bool = True
     ice_servers: Optional[List[Dict[str, Any]]] = None
     ice_transport_policy: str = "all"
@@ -237,7 +237,11 @@ class PureCloudWebrtcSdk(Emitter):
     :param environment: the Genesys Cloud region, e.g. ``mypurecloud.com`` (unknown values only warn).
     :param org_id: the organization id (kept for parity with the seed; not needed by the protocol).
     :param session_survivability: keep calls up while the streaming socket is down (default) or end them.
-    :param auto_answer_outbound_calls: accept proposals flagged auto-answer (calls this user placed) at once.
+    :param auto_answer_outbound_calls: accept proposals flagged auto-answer (calls this user placed) at once:
+        ``True`` every one (the seed's behaviour: also calls placed from Genesys Cloud's own UI), ``"own"``
+        only those this SDK placed with :meth:`start_softphone_session` (several processes of one user, such
+        as gunicorn or Celery workers, each answer their own), ``False`` none.  A call this SDK placed is
+        answered with the ``source``/``sink`` given to :meth:`start_softphone_session` either way.
     :param auto_connect_sessions: answer a session as soon as its offer arrives (otherwise call ``session.accept()``).
     :param ice_servers: ICE servers replacing the ones the service hands out (``[{"urls": ..., ...}]``).
     :param ice_transport_policy: ``"all"`` or ``"relay"``.
@@ -308,7 +312,7 @@ class PureCloudWebrtcSdk(Emitter):
         environment: str = "mypurecloud.com",
         org_id: Optional[str] = None,
         session_survivability: bool = True,
-        auto_answer_outbound_calls: bool = True,
+        auto_answer_outbound_calls: Union[bool, str] = True,
         auto_connect_sessions: bool = True,
         ice_servers: Optional[Sequence[Mapping[str, Any]]] = None,
         ice_transport_policy: str = "all",
@@ -405,8 +409,12 @@ class PureCloudWebrtcSdk(Emitter):
                              environment, ", ".join(KNOWN_ENVIRONMENTS))
         if values["org_id"] is not None and not isinstance(values["org_id"], str):
             raise ConfigurationError("org_id must be a string", "org_id")
-        for name in ("session_survivability", "auto_answer_outbound_calls", "auto_connect_sessions"):
+        for name in ("session_survivability", "auto_connect_sessions"):
             _check_bool(name, values[name])
+        if values["auto_answer_outbound_calls"] not in (True, False, "own") or isinstance(
+                values["auto_answer_outbound_calls"], int) and not isinstance(values["auto_answer_outbound_calls"], bool):
+            raise ConfigurationError("auto_answer_outbound_calls must be True, False or 'own', not "
+                                     f"{values['auto_answer_outbound_calls']!r}", "auto_answer_outbound_calls")
         _check_bool("reconnect", extra["reconnect"])
         policy = values["ice_transport_policy"]
         if policy not in ("all", "relay"):
@@ -774,18 +782,24 @@ class PureCloudWebrtcSdk(Emitter):
         return existing if existing is not None else ev.value
 
     def start_softphone_session(self, phone_number: Optional[str] = None, *, user_id: Optional[str] = None,
-                                queue_id: Optional[str] = None, timeout: Optional[float] = 15.0,
-                                **fields: Any) -> str:
+                                queue_id: Optional[str] = None, source: Any = None, sink: Any = None,
+                                timeout: Optional[float] = 15.0, **fields: Any) -> str:
         """Place a call by REST (``POST /conversations/calls``) and return its conversation id.
 
-        The service then proposes the call to this user with auto-answer set; with
-        ``auto_answer_outbound_calls`` (default) the SDK answers it, and ``sessionStarted`` follows.
-        Correlate the session by its ``conversation_id``.
+        The service then proposes the call to this user with auto-answer set; this SDK answers it (unless
+        ``auto_answer_outbound_calls=False``) with ``source`` and ``sink`` (as for
+        :meth:`accept_pending_session`; ``None``: the SDK's defaults), and ``sessionStarted`` follows.
+        ``wait_for_session(conversation_id)`` returns the session.
+
+        :raises UsageError: not connected (``initialize()`` first): nothing could answer the call.
+        :raises MediaSpecError: ``source``/``sink`` cannot be opened (checked before the call is placed).
+        :raises ApiError: the service refused the call.
         """
         self._check_open("start_softphone_session")
         body = softphone_call_body(phone_number, user_id, queue_id, fields)
-        return self._core.call(lambda: self._core.commands.start_softphone_session(body, _deadline(timeout)),
-                               _grace(timeout), "start_softphone_session")
+        return self._core.call(
+            lambda: self._core.commands.start_softphone_session(body, _deadline(timeout), source, sink),
+            _grace(timeout), "start_softphone_session")
 
     def __repr__(self) -> str:
         return f"<PureCloudWebrtcSdk {self.options.environment} state={self.state} jid={self.jid}>"

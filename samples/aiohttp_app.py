@@ -1,13 +1,13 @@
 """An aiohttp app on the asyncio twin: the SDK lives with the app, events arrive on the app's loop.
 
     python samples/aiohttp_app.py                      # against a private emulator, on a free port
-    PURECLOUD_ACCESS_TOKEN=... python samples/aiohttp_app.py --port 8000
+    GENESYS_ACCESS_TOKEN=... python samples/aiohttp_app.py --port 8000
 
 The same endpoints as the Flask and Django samples (``POST /calls``, ``GET /sessions``,
 ``DELETE /calls/{conversation_id}``), written with :class:`~purecloud_webrtc.aio.AsyncPureCloudWebrtcSdk`:
 every SDK call is awaited (it never blocks the loop) and an ``async for`` task logs every SDK event.
 The SDK is created in ``on_startup`` (inside the running loop) and closed in ``on_cleanup``.
-Configuration: the ``PURECLOUD_*`` environment variables of samples/flask_app/app.py.
+Configuration: the ``GENESYS_*`` environment variables of samples/flask_app/app.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiohttp import web
 
 import purecloud_webrtc as pcw
 from purecloud_webrtc.aio import AsyncPureCloudWebrtcSdk
-from purecloud_webrtc.media import NullSink, ToneSource
+from purecloud_webrtc.media import NullSink
 
 log = logging.getLogger("softphone.aiohttp")
 SDK = web.AppKey("sdk", AsyncPureCloudWebrtcSdk)
@@ -33,17 +33,17 @@ EVENT_LOGGER = web.AppKey("event_logger", asyncio.Task)
 
 def sdk_options() -> Dict[str, Any]:
     env = os.environ
-    source = env.get("PURECLOUD_SOURCE", "tone:660")
-    options: Dict[str, Any] = {"environment": env.get("PURECLOUD_ENVIRONMENT", "mypurecloud.com"),
-                               "default_source": ToneSource(float(source[5:])) if source.startswith("tone:")
-                               else source,
-                               "default_sink": NullSink()}
-    for key, option in (("PURECLOUD_API_BASE_URL", "api_base_url"),
-                        ("PURECLOUD_STREAMING_BASE_URL", "streaming_base_url")):
+    source = env.get("GENESYS_SOURCE", "tone:660")
+    options: Dict[str, Any] = {"environment": env.get("GENESYS_ENVIRONMENT", "mypurecloud.com"),
+                               "default_source": source,  # a spec: a source of its own per call
+                               "default_sink": NullSink(),
+                               "auto_answer_outbound_calls": "own"}
+    for key, option in (("GENESYS_API_BASE_URL", "api_base_url"),
+                        ("GENESYS_STREAMING_BASE_URL", "streaming_base_url")):
         if env.get(key):
             options[option] = env[key]
-    if env.get("PURECLOUD_ICE_HOST_ADDRESSES"):
-        options["ice_host_addresses"] = [a.strip() for a in env["PURECLOUD_ICE_HOST_ADDRESSES"].split(",")]
+    if env.get("GENESYS_ICE_HOST_ADDRESSES"):
+        options["ice_host_addresses"] = [a.strip() for a in env["GENESYS_ICE_HOST_ADDRESSES"].split(",")]
     return options
 
 
@@ -57,7 +57,7 @@ async def log_events(sdk: AsyncPureCloudWebrtcSdk) -> None:
 
 
 async def start_sdk(app: web.Application) -> None:
-    sdk = AsyncPureCloudWebrtcSdk(os.environ["PURECLOUD_ACCESS_TOKEN"], **sdk_options())
+    sdk = AsyncPureCloudWebrtcSdk(os.environ["GENESYS_ACCESS_TOKEN"], **sdk_options())
     app[SDK] = sdk
     app[EVENT_LOGGER] = asyncio.create_task(log_events(sdk))
     await asyncio.sleep(0)  # let the logger subscribe before the first event
@@ -130,15 +130,15 @@ def main() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    if os.environ.get("PURECLOUD_ACCESS_TOKEN"):
+    if os.environ.get("GENESYS_ACCESS_TOKEN"):
         asyncio.run(serve(args.port))
         return
     from purecloud_webrtc.emulator import Emulator
 
     with Emulator() as emu:  # no token: a private emulator on this machine
-        os.environ.update(PURECLOUD_ACCESS_TOKEN=emu.access_token, PURECLOUD_API_BASE_URL=emu.api_base_url,
-                          PURECLOUD_STREAMING_BASE_URL=emu.streaming_base_url,
-                          PURECLOUD_ICE_HOST_ADDRESSES="127.0.0.1")
+        os.environ.update(GENESYS_ACCESS_TOKEN=emu.access_token, GENESYS_API_BASE_URL=emu.api_base_url,
+                          GENESYS_STREAMING_BASE_URL=emu.streaming_base_url,
+                          GENESYS_ICE_HOST_ADDRESSES="127.0.0.1")
         asyncio.run(serve(args.port))
 
 

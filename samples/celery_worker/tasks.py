@@ -2,20 +2,20 @@
 
     # one worker (one pool process) per agent, each on its own queue, with a Redis broker on loopback:
     export CELERY_BROKER_URL=redis://127.0.0.1:6379/0
-    PURECLOUD_ACCESS_TOKEN=$AGENT1_TOKEN celery -A tasks worker -Q agent1 -n agent1@%h --concurrency 1
+    GENESYS_ACCESS_TOKEN=$AGENT1_TOKEN celery -A tasks worker -Q agent1 -n agent1@%h --concurrency 1
     # then, from anywhere:
     python -c "import tasks; print(tasks.place_call.apply_async(('+13175550123',), queue='agent1').get())"
 
 Per process, never across a fork: the SDK owns threads, sockets and peer connections, none of which
 survive ``fork()``.  So it is created in ``worker_process_init`` (in each pool child, after the fork)
 and never at import time in the parent.  Before the child exits (``worker_process_shutdown``, on a warm
-shutdown), :func:`drain` waits up to ``PURECLOUD_DRAIN_SECONDS`` for live calls to end, hangs up the
+shutdown), :func:`drain` waits up to ``GENESYS_DRAIN_SECONDS`` for live calls to end, hangs up the
 rest by REST, then closes the SDK.
 
-Configuration (environment): ``CELERY_BROKER_URL`` (also the result backend), ``PURECLOUD_ACCESS_TOKEN``,
-``PURECLOUD_ENVIRONMENT``, ``PURECLOUD_API_BASE_URL``, ``PURECLOUD_STREAMING_BASE_URL``,
-``PURECLOUD_ICE_HOST_ADDRESSES`` (comma separated), ``PURECLOUD_SOURCE`` (``tone:HZ`` or a WAV path),
-``PURECLOUD_DRAIN_SECONDS`` (default 30).
+Configuration (environment): ``CELERY_BROKER_URL`` (also the result backend), ``GENESYS_ACCESS_TOKEN``,
+``GENESYS_ENVIRONMENT``, ``GENESYS_API_BASE_URL``, ``GENESYS_STREAMING_BASE_URL``,
+``GENESYS_ICE_HOST_ADDRESSES`` (comma separated), ``GENESYS_SOURCE`` (``tone:HZ`` or a WAV path),
+``GENESYS_DRAIN_SECONDS`` (default 30).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 import purecloud_webrtc as pcw
-from purecloud_webrtc.media import NullSink, ToneSource
+from purecloud_webrtc.media import NullSink
 
 log = logging.getLogger("softphone.worker")
 
@@ -46,18 +46,19 @@ _sdk: Optional[pcw.PureCloudWebrtcSdk] = None
 
 def _options() -> Dict[str, Any]:
     env = os.environ
-    source = env.get("PURECLOUD_SOURCE", "tone:660")
+    source = env.get("GENESYS_SOURCE", "tone:660")
     options: Dict[str, Any] = {
-        "environment": env.get("PURECLOUD_ENVIRONMENT", "mypurecloud.com"),
-        "default_source": ToneSource(float(source[5:])) if source.startswith("tone:") else source,
+        "environment": env.get("GENESYS_ENVIRONMENT", "mypurecloud.com"),
+        "default_source": source,  # a spec: a source of its own per call
         "default_sink": NullSink(),
+        "auto_answer_outbound_calls": "own",  # each worker answers the calls it placed
     }
-    for key, option in (("PURECLOUD_API_BASE_URL", "api_base_url"),
-                        ("PURECLOUD_STREAMING_BASE_URL", "streaming_base_url")):
+    for key, option in (("GENESYS_API_BASE_URL", "api_base_url"),
+                        ("GENESYS_STREAMING_BASE_URL", "streaming_base_url")):
         if env.get(key):
             options[option] = env[key]
-    if env.get("PURECLOUD_ICE_HOST_ADDRESSES"):
-        options["ice_host_addresses"] = [a.strip() for a in env["PURECLOUD_ICE_HOST_ADDRESSES"].split(",")]
+    if env.get("GENESYS_ICE_HOST_ADDRESSES"):
+        options["ice_host_addresses"] = [a.strip() for a in env["GENESYS_ICE_HOST_ADDRESSES"].split(",")]
     return options
 
 
@@ -65,7 +66,7 @@ def _options() -> Dict[str, Any]:
 def start_sdk(**kwargs: Any) -> None:
     """In each pool process, after the fork: connect this process's own SDK."""
     global _sdk
-    sdk = pcw.PureCloudWebrtcSdk(os.environ["PURECLOUD_ACCESS_TOKEN"], **_options())
+    sdk = pcw.PureCloudWebrtcSdk(os.environ["GENESYS_ACCESS_TOKEN"], **_options())
     sdk.on("sessionStarted", lambda s: log.info("pid %d: call %s started", os.getpid(), s.conversation_id))
     sdk.on("sessionEnded", lambda s, reason: log.info("pid %d: call %s ended (%s)", os.getpid(),
                                                        s.conversation_id, reason))
@@ -95,7 +96,7 @@ def stop_sdk(**kwargs: Any) -> None:
     sdk, _sdk = _sdk, None
     if sdk is None:
         return
-    hung_up = drain(sdk, float(os.environ.get("PURECLOUD_DRAIN_SECONDS", "30")))
+    hung_up = drain(sdk, float(os.environ.get("GENESYS_DRAIN_SECONDS", "30")))
     sdk.close()
     log.info("pid %d: drained (%d call(s) hung up) and closed the SDK", os.getpid(), hung_up)
 

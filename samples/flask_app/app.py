@@ -1,26 +1,30 @@
 """A Flask app that places softphone calls: one SDK per process, created with the app, closed on shutdown.
 
     python samples/flask_app/app.py                      # against a private emulator, on a free port
-    PURECLOUD_ACCESS_TOKEN=... PURECLOUD_ENVIRONMENT=mypurecloud.ie python samples/flask_app/app.py --port 8000
+    GENESYS_ACCESS_TOKEN=... GENESYS_ENVIRONMENT=mypurecloud.ie python samples/flask_app/app.py --port 8000
 
 Endpoints:
 
 ``POST /calls``  ``{"phone_number": "+13175550123"}``
-    places a call (the SDK answers it with the configured audio) and answers ``201 {"conversation_id": ...}``.
+    places a call (this process's SDK answers it with the configured audio) and answers
+    ``201 {"conversation_id": ..., "worker": PID}``.
 ``GET /sessions``
-    the live sessions with their state, connection state, mute and received audio frames.
+    this process's live sessions with their state, connection state, mute and received audio frames.
 ``DELETE /calls/<conversation_id>``
     hangs up (``204``), ``404`` when there is no such call.
 
 Every SDK event is re-sent as the Flask-style blinker signal :data:`sdk_event` (inside an app context, so
 receivers may use ``current_app``) and logged on ``app.logger``.
 
-Configuration (``app.config`` keys, or the same names in the environment): ``PURECLOUD_ACCESS_TOKEN``,
-``PURECLOUD_ENVIRONMENT``, ``PURECLOUD_API_BASE_URL``, ``PURECLOUD_STREAMING_BASE_URL``,
-``PURECLOUD_ICE_HOST_ADDRESSES`` (comma separated), ``PURECLOUD_SOURCE`` (a WAV path or ``tone:HZ``).
+Configuration (``app.config`` keys, or the same names in the environment): ``GENESYS_ACCESS_TOKEN``,
+``GENESYS_ENVIRONMENT``, ``GENESYS_API_BASE_URL``, ``GENESYS_STREAMING_BASE_URL``,
+``GENESYS_ICE_HOST_ADDRESSES`` (comma separated), ``GENESYS_SOURCE`` (a WAV path, ``tone:HZ`` or
+``silence``).  Errors are JSON: ``{"error": ..., "message": ...}``.
 
 Process model: the SDK owns threads and sockets, so create the app (and its SDK) in each worker process
 *after* any fork: with gunicorn, do not use ``--preload``; the development server used here is one process.
+With several workers, each answers the calls it placed (``auto_answer_outbound_calls="own"``), so
+``GET /sessions`` and ``DELETE /calls/<id>`` see the calls of the worker that serves the request.
 """
 
 from __future__ import annotations
@@ -36,39 +40,36 @@ from typing import Any, Dict, Iterator, Optional
 
 from blinker import Namespace
 from flask import Flask, abort, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 import purecloud_webrtc as pcw
 from purecloud_webrtc.events import SDK_EVENTS
-from purecloud_webrtc.media import NullSink, ToneSource
+from purecloud_webrtc.media import NullSink
 
 #: Signals of this app, as Flask extensions define theirs (Flask's own signals are blinker signals too).
 signals = Namespace()
 #: Sent for every SDK event with ``name`` and ``args``; the sender is the Flask app.
 sdk_event = signals.signal("purecloud-sdk-event", doc="An event of the app's PureCloudWebrtcSdk.")
 
-_CONFIG_KEYS = ("PURECLOUD_ACCESS_TOKEN", "PURECLOUD_ENVIRONMENT", "PURECLOUD_API_BASE_URL",
-                "PURECLOUD_STREAMING_BASE_URL", "PURECLOUD_ICE_HOST_ADDRESSES", "PURECLOUD_SOURCE")
-
-
-def make_source(spec: str) -> Any:
-    """``tone:660`` -> a 660 Hz tone; anything else is a WAV path."""
-    if spec.startswith("tone:"):
-        return ToneSource(float(spec[len("tone:"):]))
-    return spec
+_CONFIG_KEYS = ("GENESYS_ACCESS_TOKEN", "GENESYS_ENVIRONMENT", "GENESYS_API_BASE_URL",
+                "GENESYS_STREAMING_BASE_URL", "GENESYS_ICE_HOST_ADDRESSES", "GENESYS_SOURCE")
 
 
 def make_sdk(config: Dict[str, Any]) -> pcw.PureCloudWebrtcSdk:
     """Build the app's SDK from its configuration (not connected yet: wire its events first)."""
-    options: Dict[str, Any] = {"environment": config.get("PURECLOUD_ENVIRONMENT") or "mypurecloud.com",
-                               "default_source": make_source(config.get("PURECLOUD_SOURCE") or "tone:660"),
-                               "default_sink": NullSink()}
-    for key, option in (("PURECLOUD_API_BASE_URL", "api_base_url"),
-                        ("PURECLOUD_STREAMING_BASE_URL", "streaming_base_url")):
+    options: Dict[str, Any] = {"environment": config.get("GENESYS_ENVIRONMENT") or "mypurecloud.com",
+                               # A spec: each call gets a source of its own (silence, tone:HZ, a WAV path).
+                               "default_source": config.get("GENESYS_SOURCE") or "tone:660",
+                               "default_sink": NullSink(),
+                               # Several workers of one user: each answers the calls it placed.
+                               "auto_answer_outbound_calls": "own"}
+    for key, option in (("GENESYS_API_BASE_URL", "api_base_url"),
+                        ("GENESYS_STREAMING_BASE_URL", "streaming_base_url")):
         if config.get(key):
             options[option] = config[key]
-    if config.get("PURECLOUD_ICE_HOST_ADDRESSES"):
-        options["ice_host_addresses"] = [a.strip() for a in config["PURECLOUD_ICE_HOST_ADDRESSES"].split(",")]
-    return pcw.PureCloudWebrtcSdk(config["PURECLOUD_ACCESS_TOKEN"], **options)
+    if config.get("GENESYS_ICE_HOST_ADDRESSES"):
+        options["ice_host_addresses"] = [a.strip() for a in config["GENESYS_ICE_HOST_ADDRESSES"].split(",")]
+    return pcw.PureCloudWebrtcSdk(config["GENESYS_ACCESS_TOKEN"], **options)
 
 
 def get_sdk() -> pcw.PureCloudWebrtcSdk:
@@ -81,8 +82,8 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
     app = Flask(__name__)
     app.config.update({key: os.environ.get(key) for key in _CONFIG_KEYS})
     app.config.update(config or {})
-    if not app.config["PURECLOUD_ACCESS_TOKEN"]:
-        raise RuntimeError("set PURECLOUD_ACCESS_TOKEN (or run this file without it to use an emulator)")
+    if not app.config["GENESYS_ACCESS_TOKEN"]:
+        raise RuntimeError("set GENESYS_ACCESS_TOKEN (or run this file without it to use an emulator)")
     sdk = make_sdk(app.config)
     app.extensions["purecloud_webrtc"] = sdk
     # Closing ends every call and stops the SDK's threads; atexit covers servers that just exit.
@@ -109,6 +110,15 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
         sdk.close()
         raise
 
+    @app.errorhandler(HTTPException)
+    def json_error(exc: HTTPException) -> Any:  # a JSON API answers errors in JSON, not Flask's HTML pages
+        return jsonify(error=exc.name, message=exc.description), exc.code
+
+    @app.errorhandler(pcw.PureCloudWebrtcError)
+    def sdk_error(exc: pcw.PureCloudWebrtcError) -> Any:
+        status = 400 if isinstance(exc, (pcw.UsageError, pcw.ConfigurationError, pcw.MediaSpecError)) else 502
+        return jsonify(error=type(exc).__name__, message=str(exc)), status
+
     @app.post("/calls")
     def place_call() -> Any:
         body = request.get_json(silent=True) or {}
@@ -116,20 +126,20 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
         if not number:
             abort(400, "phone_number is required")
         conversation_id = get_sdk().start_softphone_session(phone_number=number)
-        return jsonify(conversation_id=conversation_id), 201
+        return jsonify(conversation_id=conversation_id, worker=os.getpid()), 201
 
     @app.get("/sessions")
     def sessions() -> Any:
         return jsonify([{"id": s.id, "conversation_id": s.conversation_id, "state": s.state,
                          "connection_state": s.connection_state, "muted": s.muted,
-                         "frames_received": s.frames_received} for s in get_sdk().sessions])
+                         "frames_received": s.frames_received, "worker": os.getpid()} for s in get_sdk().sessions])
 
     @app.delete("/calls/<conversation_id>")
     def hang_up(conversation_id: str) -> Any:
         try:
             get_sdk().end_session(conversation_id=conversation_id)
         except pcw.SessionNotFoundError:
-            abort(404)
+            abort(404, f"no call {conversation_id} in this process")
         return "", 204
 
     return app
@@ -138,15 +148,15 @@ def create_app(config: Optional[Dict[str, Any]] = None) -> Flask:
 @contextlib.contextmanager
 def private_emulator_if_needed() -> Iterator[None]:
     """Without a token, run against a private emulator (a demo on this machine only)."""
-    if os.environ.get("PURECLOUD_ACCESS_TOKEN"):
+    if os.environ.get("GENESYS_ACCESS_TOKEN"):
         yield
         return
     from purecloud_webrtc.emulator import Emulator
 
     with Emulator() as emu:
-        os.environ.update(PURECLOUD_ACCESS_TOKEN=emu.access_token, PURECLOUD_API_BASE_URL=emu.api_base_url,
-                          PURECLOUD_STREAMING_BASE_URL=emu.streaming_base_url,
-                          PURECLOUD_ICE_HOST_ADDRESSES="127.0.0.1")
+        os.environ.update(GENESYS_ACCESS_TOKEN=emu.access_token, GENESYS_API_BASE_URL=emu.api_base_url,
+                          GENESYS_STREAMING_BASE_URL=emu.streaming_base_url,
+                          GENESYS_ICE_HOST_ADDRESSES="127.0.0.1")
         yield
 
 

@@ -128,3 +128,50 @@ def test_a_missing_device_fails_the_accept(emulator, make_sdk, monkeypatch):
         sdk.accept_pending_session(pending.id, source="mic:headset")
     assert isinstance(info.value, pcw.PureCloudWebrtcError)  # before: outside the SDK's hierarchy
     assert [p.id for p in sdk.pending_sessions] == [pending.id]
+
+
+# -- outbound calls take media options and are answered by the SDK that placed them ---------------
+
+
+def test_an_outbound_call_is_answered_with_the_media_given_to_start_softphone_session(emulator, make_sdk):
+    sdk = make_sdk()
+    for n, tone in enumerate((600.0, 700.0, 800.0)):  # the propose races the POST's answer (the emulator jitters it)
+        sink = BufferSink()
+        conversation_id = sdk.start_softphone_session(f"+1317555010{n}", source=f"tone:{tone:g}", sink=sink)
+        session = sdk.wait_for_session(conversation_id, timeout=15)
+        call = emulator.call_by_conversation(conversation_id)
+        call.wait_state("connected", timeout=15)
+        # Before: start_softphone_session took no source/sink, and the far end heard the default (silence).
+        wait_until(lambda: abs(call.heard_frequency(0.5) - tone) <= 5, 10, f"the far end to hear {tone} Hz")
+        wait_until(lambda: abs(sink.dominant_frequency(0.5) - call.tone_hz) <= 5, 10, "our sink to hear the far end")
+        with sdk.expect_event("sessionEnded"):
+            sdk.end_session(id=session.id)
+
+
+def test_a_bad_source_fails_before_the_call_is_placed(emulator, make_sdk):
+    sdk = make_sdk()
+    with pytest.raises(pcw.MediaSpecError, match="nope.wav"):
+        sdk.start_softphone_session("+13175550100", source="nope.wav")
+    assert not [c for c in emulator.calls if c.direction == "outbound"]  # no phone rang
+
+
+def test_two_processes_of_one_user_each_answer_the_calls_they_placed(emulator, make_sdk):
+    # As two gunicorn or Celery workers: one user, two SDKs; before, whichever won the race answered.
+    a = make_sdk(auto_answer_outbound_calls="own")
+    b = make_sdk(auto_answer_outbound_calls="own")
+    placed = {"a": [], "b": []}
+    for n in range(3):
+        for name, sdk in (("a", a), ("b", b)):
+            placed[name].append(sdk.start_softphone_session(f"+1317555020{n}", source="silence", sink="null"))
+    for name, sdk in (("a", a), ("b", b)):
+        for cid in placed[name]:
+            sdk.wait_for_session(cid, timeout=15)
+            emulator.call_by_conversation(cid).wait_state("connected", timeout=15)
+    assert sorted(s.conversation_id for s in a.sessions) == sorted(placed["a"])
+    assert sorted(s.conversation_id for s in b.sessions) == sorted(placed["b"])
+
+
+def test_auto_answer_outbound_calls_is_validated(emulator):
+    with pytest.raises(pcw.ConfigurationError, match="auto_answer_outbound_calls"):
+        pcw.PureCloudWebrtcSdk(emulator.access_token, api_base_url=emulator.api_base_url,
+                               streaming_base_url=emulator.streaming_base_url, auto_answer_outbound_calls="mine")

@@ -140,11 +140,11 @@ def test_celery_workers_one_sdk_per_process_per_user(emulator, redis_url, tmp_pa
 
     bob = emulator.add_user("Bob")
     users = {"agent1": emulator.user, "agent2": bob}
-    common = {"CELERY_BROKER_URL": redis_url, "PURECLOUD_API_BASE_URL": emulator.api_base_url,
-              "PURECLOUD_STREAMING_BASE_URL": emulator.streaming_base_url,
-              "PURECLOUD_ICE_HOST_ADDRESSES": "127.0.0.1", "PURECLOUD_DRAIN_SECONDS": "1"}
-    workers = [Worker(name, dict(common, PURECLOUD_ACCESS_TOKEN=user.access_token,
-                                 PURECLOUD_SOURCE=f"tone:{tone}"), tmp_path / f"{name}.log")
+    common = {"CELERY_BROKER_URL": redis_url, "GENESYS_API_BASE_URL": emulator.api_base_url,
+              "GENESYS_STREAMING_BASE_URL": emulator.streaming_base_url,
+              "GENESYS_ICE_HOST_ADDRESSES": "127.0.0.1", "GENESYS_DRAIN_SECONDS": "1"}
+    workers = [Worker(name, dict(common, GENESYS_ACCESS_TOKEN=user.access_token,
+                                 GENESYS_SOURCE=f"tone:{tone}"), tmp_path / f"{name}.log")
                for (name, user), tone in zip(users.items(), (620, 740))]
     client = Celery("client", broker=redis_url, backend=redis_url)
     client.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])

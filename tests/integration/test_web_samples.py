@@ -78,9 +78,9 @@ def listening_url(line: str) -> str:
 
 
 def emulator_env(emulator: Any) -> Dict[str, str]:
-    return {"PURECLOUD_ACCESS_TOKEN": emulator.access_token, "PURECLOUD_API_BASE_URL": emulator.api_base_url,
-            "PURECLOUD_STREAMING_BASE_URL": emulator.streaming_base_url,
-            "PURECLOUD_ICE_HOST_ADDRESSES": "127.0.0.1", "PURECLOUD_SOURCE": "tone:660"}
+    return {"GENESYS_ACCESS_TOKEN": emulator.access_token, "GENESYS_API_BASE_URL": emulator.api_base_url,
+            "GENESYS_STREAMING_BASE_URL": emulator.streaming_base_url,
+            "GENESYS_ICE_HOST_ADDRESSES": "127.0.0.1", "GENESYS_SOURCE": "tone:660"}
 
 
 def drive_one_call(base: str, emulator: Any) -> str:
@@ -98,6 +98,8 @@ def drive_one_call(base: str, emulator: Any) -> str:
 
     listed = wait_until(live, 20, "a connected session with audio in GET /sessions")
     assert [(s["conversation_id"], s["state"], s["muted"]) for s in listed] == [(conversation_id, "active", False)]
+    if "worker" in response.json():  # the Flask sample says which process placed and holds the call
+        assert listed[0]["worker"] == response.json()["worker"]
     call.wait_for_audio(timeout=15, min_seconds=1.0)
     assert abs(call.heard_frequency(seconds=1.0) - 660.0) <= TOL
     assert requests.delete(f"{base}/calls/{conversation_id}", timeout=30).status_code == 204
@@ -106,6 +108,8 @@ def drive_one_call(base: str, emulator: Any) -> str:
     assert requests.delete(f"{base}/calls/{conversation_id}", timeout=30).status_code == 404
     bad = requests.post(f"{base}/calls", json={}, timeout=10)
     assert bad.status_code == 400
+    if "worker" in response.json():  # the Flask sample answers errors in JSON
+        assert bad.json()["message"] == "phone_number is required", bad.text
     return conversation_id
 
 
@@ -154,3 +158,57 @@ def test_aiohttp_sample_on_the_asyncio_twin(emulator):
     assert started < out.index("sdk event sessionEnded")
     assert conversation_id in out
     assert out.rstrip().endswith("sdk closed"), out
+
+
+@pytest.mark.timeout(180)
+def test_flask_sample_under_gunicorn_with_two_workers_answers_each_call_in_its_worker(emulator):
+    """Two gunicorn workers, one user: each worker's SDK answers the calls that worker placed (before, whichever
+    won the race did: ``GET /sessions`` showed half the calls and ``DELETE`` answered 404 for some)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(emulator_env(emulator), GENESYS_SOURCE="silence")
+    server = ServerProcess(["-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--chdir",
+                            str(ROOT / "samples" / "flask_app"), "--graceful-timeout", "20", "app:create_app()"], env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def both_workers_up() -> bool:
+            try:
+                requests.get(f"{base}/sessions", timeout=5)
+            except requests.ConnectionError:
+                return False
+            return len(emulator.connected_resources()) >= 2
+
+        wait_until(both_workers_up, 90, "two gunicorn workers with connected SDKs")
+        placed: Dict[str, int] = {}
+        for n in range(8):
+            response = requests.post(f"{base}/calls", json={"phone_number": f"+131755502{n:02d}"}, timeout=30)
+            assert response.status_code == 201, response.text
+            placed[response.json()["conversation_id"]] = response.json()["worker"]
+        assert len(set(placed.values())) == 2, f"one worker served every POST: {placed}"
+        for cid in placed:
+            emulator.call_by_conversation(cid).wait_state("connected", timeout=30)
+        seen: Dict[int, set] = {}
+
+        def everything_seen() -> bool:
+            for item in requests.get(f"{base}/sessions", timeout=10).json():
+                seen.setdefault(item["worker"], set()).add(item["conversation_id"])
+            return set().union(*seen.values()) >= set(placed) if seen else False
+
+        wait_until(everything_seen, 30, "every call in some worker's GET /sessions")
+        for cid, worker in placed.items():
+            assert cid in seen[worker], f"{cid} placed by {worker} is not live there: {seen}"
+            assert all(cid not in cids for pid, cids in seen.items() if pid != worker), seen
+        # A DELETE that reaches the other worker gets a JSON 404 naming the call.
+        for cid in placed:
+            while True:
+                response = requests.delete(f"{base}/calls/{cid}", timeout=30)
+                if response.status_code == 204:
+                    break
+                assert response.status_code == 404 and cid in response.json()["message"], response.text
+            emulator.call_by_conversation(cid).wait_state("ended", timeout=15)
+    finally:
+        rc = server.stop()
+    assert rc == 0, server.output

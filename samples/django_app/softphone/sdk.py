@@ -12,17 +12,13 @@ from django.conf import settings
 
 import purecloud_webrtc as pcw
 from purecloud_webrtc.events import SDK_EVENTS
-from purecloud_webrtc.media import NullSink, ToneSource
+from purecloud_webrtc.media import NullSink
 
 from .signals import sdk_event
 
 log = logging.getLogger("softphone")
 _lock = threading.Lock()
 _sdk: Optional[pcw.PureCloudWebrtcSdk] = None
-
-
-def _source(spec: str) -> Any:
-    return ToneSource(float(spec[len("tone:"):])) if spec.startswith("tone:") else spec
 
 
 def start() -> pcw.PureCloudWebrtcSdk:
@@ -33,10 +29,12 @@ def start() -> pcw.PureCloudWebrtcSdk:
             return _sdk
         conf = settings.PURECLOUD
         if not conf["access_token"]:
-            raise RuntimeError("set PURECLOUD_ACCESS_TOKEN")
+            raise RuntimeError("set GENESYS_ACCESS_TOKEN")
         options = {k: conf[k] for k in ("api_base_url", "streaming_base_url", "ice_host_addresses") if conf[k]}
         sdk = pcw.PureCloudWebrtcSdk(conf["access_token"], environment=conf["environment"],
-                                     default_source=_source(conf["source"]), default_sink=NullSink(), **options)
+                                     default_source=conf["source"], default_sink=NullSink(),
+                                     auto_answer_outbound_calls="own",  # each worker answers the calls it placed
+                                     **options)
 
         def forward(name: str) -> Any:
             return lambda *args: sdk_event.send(sender=pcw.PureCloudWebrtcSdk, sdk=sdk, name=name, args=args)

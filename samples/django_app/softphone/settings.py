@@ -1,9 +1,9 @@
 """Settings of the Django softphone sample: no database, JSON endpoints, logging to stdout.
 
 The SDK is configured from ``PURECLOUD`` (read from the environment, as a deployment would):
-``PURECLOUD_ACCESS_TOKEN``, ``PURECLOUD_ENVIRONMENT``, ``PURECLOUD_API_BASE_URL``,
-``PURECLOUD_STREAMING_BASE_URL``, ``PURECLOUD_ICE_HOST_ADDRESSES`` (comma separated) and
-``PURECLOUD_SOURCE`` (a WAV path or ``tone:HZ``).
+``GENESYS_ACCESS_TOKEN``, ``GENESYS_ENVIRONMENT``, ``GENESYS_API_BASE_URL``,
+``GENESYS_STREAMING_BASE_URL``, ``GENESYS_ICE_HOST_ADDRESSES`` (comma separated) and
+``GENESYS_SOURCE`` (a WAV path or ``tone:HZ``).
 """
 
 import os
@@ -19,13 +19,13 @@ USE_TZ = True
 WSGI_APPLICATION = "softphone.wsgi.application"
 
 PURECLOUD = {
-    "access_token": os.environ.get("PURECLOUD_ACCESS_TOKEN", ""),
-    "environment": os.environ.get("PURECLOUD_ENVIRONMENT", "mypurecloud.com"),
-    "api_base_url": os.environ.get("PURECLOUD_API_BASE_URL") or None,
-    "streaming_base_url": os.environ.get("PURECLOUD_STREAMING_BASE_URL") or None,
-    "ice_host_addresses": [a.strip() for a in os.environ.get("PURECLOUD_ICE_HOST_ADDRESSES", "").split(",")
+    "access_token": os.environ.get("GENESYS_ACCESS_TOKEN", ""),
+    "environment": os.environ.get("GENESYS_ENVIRONMENT", "mypurecloud.com"),
+    "api_base_url": os.environ.get("GENESYS_API_BASE_URL") or None,
+    "streaming_base_url": os.environ.get("GENESYS_STREAMING_BASE_URL") or None,
+    "ice_host_addresses": [a.strip() for a in os.environ.get("GENESYS_ICE_HOST_ADDRESSES", "").split(",")
                            if a.strip()] or None,
-    "source": os.environ.get("PURECLOUD_SOURCE", "tone:660"),
+    "source": os.environ.get("GENESYS_SOURCE", "tone:660"),
 }
 
 LOGGING = {
