@@ -24,7 +24,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from blinker import Namespace, Signal
+from blinker import ANY, NamedSignal, Signal
 
 from .errors import ClosedError, OperationTimeoutError, UsageError
 
@@ -96,9 +96,45 @@ _DOCS = {
     "qualityWarning": "Jitter, loss, RTT or estimated MOS crossed its threshold (a QualityWarning payload).",
 }
 
-_ns = Namespace()
-#: One blinker signal per canonical event name.
-signals: Dict[str, Signal] = {name: _ns.signal(name, doc=_DOCS[name]) for name in {**SDK_EVENTS, **SESSION_EVENTS}}
+class _HeldSignal(NamedSignal):
+    """A blinker signal whose receivers stay alive while connected.
+
+    blinker holds receivers weakly by default, so ``signals[name].connect(lambda ...: ...)`` was called
+    never: the lambda died at once.  Here a weakly connected receiver is also held strongly until it is
+    disconnected (or its sender is garbage-collected); ``weak=False`` is left to blinker as it is.
+    """
+
+    def __init__(self, name: str, doc: Optional[str] = None) -> None:
+        super().__init__(name, doc)
+        self._held: Dict[Tuple[int, int], Any] = {}
+        self._held_lock = threading.Lock()
+
+    def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
+        result = super().connect(receiver, sender, weak)
+        if weak:
+            key = (id(receiver), 0 if sender is ANY else id(sender))
+            with self._held_lock:
+                self._held[key] = receiver
+            if sender is not ANY:
+                try:
+                    weakref.finalize(sender, self._release, key)
+                except TypeError:  # a sender that cannot be weakly referenced: held until disconnect
+                    pass
+        return result
+
+    def disconnect(self, receiver: Any, sender: Any = ANY) -> None:
+        super().disconnect(receiver, sender)
+        with self._held_lock:
+            for key in [k for k in self._held if k[0] == id(receiver) and (sender is ANY or k[1] == id(sender))]:
+                del self._held[key]
+
+    def _release(self, key: Tuple[int, int]) -> None:
+        with self._held_lock:
+            self._held.pop(key, None)
+
+
+#: One blinker signal per canonical event name (receivers are held until disconnected: see _HeldSignal).
+signals: Dict[str, Signal] = {name: _HeldSignal(name, doc=_DOCS[name]) for name in {**SDK_EVENTS, **SESSION_EVENTS}}
 
 
 def _snake(name: str) -> str:

@@ -153,3 +153,23 @@ def test_a_raising_callback_reports_itself_once_without_logging(capfd):
         logging.getLogger().handlers = root_saved
     err = capfd.readouterr().err
     assert err.count("an event callback raised") == 1 and "ZeroDivisionError" in err
+
+
+def test_a_lambda_connected_to_a_blinker_signal_is_called_and_released_on_disconnect():
+    from purecloud_webrtc import signals
+
+    owner = make_owner()
+    got: List[Any] = []
+    receiver = lambda sender, **kw: got.append(kw["message"])  # noqa: E731 - the case users write
+    ref = weakref.ref(receiver)
+    signals["trace"].connect(receiver, sender=owner)
+    del receiver  # before: blinker held it weakly, so it was never called
+    owner._emit("trace", "info", "hello", {})
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got == ["hello"]
+    signals["trace"].disconnect(ref(), sender=owner)
+    gc.collect()
+    assert ref() is None  # nothing keeps it after disconnect
+    owner._dispatcher.close()
