@@ -29,12 +29,12 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
 
 from ._commands import DEFAULT_TIMEOUT, deadline, grace
 from ._core import AcceptOptions
 from .errors import ClosedError, ConfigurationError, OperationTimeoutError, PureCloudWebrtcError, UsageError
-from .events import SDK_EVENTS, SESSION_EVENTS, Event, PendingSession, canonical_event_name, connect_or_decorate
+from .events import SDK_EVENTS, SESSION_EVENTS, Event, F, PendingSession, canonical_event_name, connect_or_decorate
 from .sdk import PureCloudWebrtcSdk, softphone_call_body
 from .session import Session
 
@@ -73,7 +73,13 @@ class _AsyncEmitter:
 
         return bridge
 
-    def on(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
+    @overload
+    def on(self, name: str) -> Callable[[F], F]: ...
+
+    @overload
+    def on(self, name: str, fn: F) -> F: ...
+
+    def on(self, name: str, fn: Optional[F] = None) -> Any:
         """Call ``fn(*payload)`` on the event loop each time event ``name`` happens.
 
         ``fn`` may be a plain function or a coroutine function (then each call becomes a task on the loop).
@@ -84,7 +90,13 @@ class _AsyncEmitter:
         canonical = self._canonical(name)
         return connect_or_decorate(lambda func: self._connect(canonical, func, once=False), fn)
 
-    def once(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
+    @overload
+    def once(self, name: str) -> Callable[[F], F]: ...
+
+    @overload
+    def once(self, name: str, fn: F) -> F: ...
+
+    def once(self, name: str, fn: Optional[F] = None) -> Any:
         """Like :meth:`on`, but the callback is removed after its first call."""
         canonical = self._canonical(name)
         return connect_or_decorate(lambda func: self._connect(canonical, func, once=True), fn)

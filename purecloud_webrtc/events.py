@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, overload
 
 from blinker import ANY, NamedSignal, Signal
 
@@ -95,6 +95,10 @@ _DOCS = {
     "stats": "Periodic media statistics of the session (a CallStats payload; SDK option stats_interval).",
     "qualityWarning": "Jitter, loss, RTT or estimated MOS crossed its threshold (a QualityWarning payload).",
 }
+
+#: a callback's own type, kept by ``on``/``once`` used as decorators (typed code stays typed)
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class _HeldSignal(NamedSignal):
     """A blinker signal whose receivers stay alive while connected.
@@ -523,7 +527,13 @@ class Emitter:
             return  # nobody listens: not even queued
         self._dispatcher.emit(name, self, args)
 
-    def on(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
+    @overload
+    def on(self, name: str) -> Callable[[F], F]: ...
+
+    @overload
+    def on(self, name: str, fn: F) -> F: ...
+
+    def on(self, name: str, fn: Optional[F] = None) -> Any:
         """Call ``fn(*payload)`` on the events thread each time event ``name`` happens.
 
         Usable as a decorator: ``@sdk.on("pendingSession")``.  The callback is
@@ -534,7 +544,13 @@ class Emitter:
         canonical = canonical_event_name(name, list(self._event_table))
         return connect_or_decorate(lambda func: self._connect(canonical, func, once=False), fn)
 
-    def once(self, name: str, fn: Optional[Callable[..., Any]] = None) -> Any:
+    @overload
+    def once(self, name: str) -> Callable[[F], F]: ...
+
+    @overload
+    def once(self, name: str, fn: F) -> F: ...
+
+    def once(self, name: str, fn: Optional[F] = None) -> Any:
         """Like :meth:`on`, but the callback is removed after its first call."""
         canonical = canonical_event_name(name, list(self._event_table))
         return connect_or_decorate(lambda func: self._connect(canonical, func, once=True), fn)
