@@ -160,6 +160,8 @@ def _setup_logging(verbose: int) -> None:
     if verbose < 2:
         logging.getLogger("aioice").setLevel(logging.WARNING)
         logging.getLogger("aiortc").setLevel(logging.WARNING)
+        # urllib3's own "Retrying (Retry(total=...))" lines: the SDK reports the outcome itself.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def _sdk_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -550,13 +552,45 @@ def _check_rest(sdk: Any) -> _Check:
                       "behind a TLS-inspecting proxy pass its CA bundle (PureCloudWebrtcSdk(ca_bundle=...) "
                       "or REQUESTS_CA_BUNDLE)")
     except ConnectionFailedError as exc:
-        return _Check("FAIL", f"REST {base}: unreachable: {exc}",
-                      "check --environment (e.g. mypurecloud.ie), DNS and that HTTPS (port 443) to the API host "
-                      "is allowed through your proxy/firewall (HTTPS_PROXY is honoured)")
+        return _Check("FAIL", f"REST {base}: unreachable: {_short(exc)}", _unreachable_advice(base, exc))
     except PureCloudWebrtcError as exc:
-        return _Check("FAIL", f"REST {base}: {exc}", "the user needs a WebRTC-capable account with chat enabled")
+        status = getattr(exc, "status", None)
+        if status == 404:
+            return _Check("FAIL", f"REST {base}: {base}/api/v2/users/me does not exist (HTTP 404)",
+                          "the API base URL is wrong: give the host only (https://api.mypurecloud.ie, or the "
+                          "emulator's http://127.0.0.1:PORT), or just --environment")
+        return _Check("FAIL", f"REST {base}: {_short(exc)}",
+                      "the service refused the request: run with -v for the exchange" if status else
+                      "run with -v for details")
     name = me.get("name") or me.get("username") or me.get("id")
     return _Check("ok", f"REST {base} reachable, token valid: user {name} ({me.get('id')})")
+
+
+def _short(exc: BaseException) -> str:
+    """An error's message without the chained library detail (urllib3's pool reprs and the like)."""
+    text = str(exc)
+    return text.split(": HTTPConnectionPool(")[0].split(": HTTPSConnectionPool(")[0]
+
+
+def _unreachable_advice(url: str, exc: BaseException) -> str:
+    """What to check when ``url`` could not be reached, by what went wrong."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme in ("https", "wss") else 80)
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    if "refused" in text:
+        return (f"nothing listens on {parsed.hostname}:{port}: check the URL's host and port (is the emulator "
+                "or proxy running?)")
+    if "name or service not known" in text or "nodename nor servname" in text or "resolve" in text \
+            or "name resolution" in text:
+        return (f"the host name {parsed.hostname} does not resolve: check --environment (e.g. mypurecloud.ie) "
+                "and your DNS")
+    if "timed out" in text:
+        return (f"{parsed.hostname}:{port} did not answer in time: a firewall may drop the traffic; allow "
+                "HTTPS (port 443) through your proxy/firewall (HTTPS_PROXY is honoured)")
+    return ("check --environment (e.g. mypurecloud.ie), DNS and that HTTPS (port 443) to the API host is "
+            "allowed through your proxy/firewall (HTTPS_PROXY is honoured)")
 
 
 def _check_streaming(sdk: Any) -> _Check:

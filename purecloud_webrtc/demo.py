@@ -118,7 +118,9 @@ def run(seconds: float = 2.0, verbose: bool = False) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m purecloud_webrtc.demo", description=__doc__.splitlines()[0])
+    from ._plain import plain
+
+    parser = argparse.ArgumentParser(prog="python -m purecloud_webrtc.demo", description=plain(__doc__.splitlines()[0]))
     parser.add_argument("--seconds", type=float, default=2.0, help="audio measured per call (default 2)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging, wire dumps included")
     args = parser.parse_args(argv)

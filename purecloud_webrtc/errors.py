@@ -175,7 +175,8 @@ class OperationTimeoutError(PureCloudWebrtcError, TimeoutError):
     """
 
     def __init__(self, operation: str, timeout: Optional[float]) -> None:
-        super().__init__(f"{operation} timed out after {timeout} s")
+        shown = "no time limit" if timeout is None else f"{timeout:.3g} s"  # 30 s, not 29.99598545599997 s
+        super().__init__(f"{operation} timed out after {shown}")
         self.operation = operation
         self.timeout = timeout
 

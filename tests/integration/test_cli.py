@@ -146,3 +146,39 @@ def test_a_missing_microphone_fails_before_any_call() -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "answer: FAILED" in proc.stdout
     assert "answered" not in proc.stdout and "bundled emulator" not in proc.stdout
+
+
+def test_doctor_names_a_refused_port_without_library_noise() -> None:
+    proc = run_cli(["doctor", "--token", "t", "--api-base-url", "http://127.0.0.1:9",
+                    "--streaming-base-url", "ws://127.0.0.1:9"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    # Before: urllib3's "Retrying (Retry(total=...))" lines, and DNS advice for a port nothing listens on.
+    assert "nothing listens on 127.0.0.1:9" in out, out
+    assert "Retrying" not in out and "DNS" not in out and "HTTPConnectionPool" not in out, out
+
+
+def test_doctor_explains_a_wrong_api_path(emulator: object) -> None:
+    proc = run_cli(["doctor", "--token", emulator.access_token,  # type: ignore[attr-defined]
+                    "--api-base-url", emulator.api_base_url + "/genesys",  # type: ignore[attr-defined]
+                    "--streaming-base-url", emulator.streaming_base_url])  # type: ignore[attr-defined]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fail = [line for line in check_lines(proc.stdout) if line.startswith("[FAIL]")]
+    assert fail and "HTTP 404" in fail[0], proc.stdout
+    # Before: "the user needs a WebRTC-capable account" -- wrong for a mistyped URL.
+    assert "the API base URL is wrong" in proc.stdout and "WebRTC-capable" not in proc.stdout
+
+
+def test_help_is_plain_text() -> None:
+    for args in (["--help"], ["answer", "--help"], ["call", "--help"], ["doctor", "--help"], ["devices", "--help"],
+                 ["demo", "--help"], ["emulator", "--help"]):
+        proc = run_cli(args)
+        assert proc.returncode == 0, proc.stderr
+        assert not re.search(r"``|:(meth|class|mod|func|attr):`", proc.stdout), (args, proc.stdout)
+
+
+def test_timeouts_are_reported_in_rounded_seconds() -> None:
+    import purecloud_webrtc as pcw
+
+    assert str(pcw.OperationTimeoutError("initialize", 29.99598545599997)) == "initialize timed out after 30 s"
+    assert str(pcw.OperationTimeoutError("end_session", 2.5)) == "end_session timed out after 2.5 s"
