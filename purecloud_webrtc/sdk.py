@@ -26,6 +26,7 @@ from ._core import AcceptOptions, Core
 from ._trust import Limits, TrustedPeers
 from .api import KNOWN_ENVIRONMENTS, ApiClient
 from .errors import (
+    SessionStateError,
     ClosedError,
     ConfigurationError,
     PureCloudWebrtcError,
@@ -768,18 +769,35 @@ class PureCloudWebrtcSdk(Emitter):
 
     fetchUsersStation = fetch_users_station  # noqa: N815
 
-    def wait_for_session(self, conversation_id: str, timeout: Optional[float] = 15.0) -> Session:
+    def wait_for_session(self, conversation_id: str, timeout: Optional[float] = 15.0, *,
+                         connected: bool = False) -> Session:
         """The session of ``conversation_id``, whether it started before this call or starts within ``timeout``.
 
         Use it after :meth:`start_softphone_session`: the REST answer and the proposal race (the official SDK's
         behaviour notes), so the session may already exist.
+
+        :param connected: return only once the call's media is connected (the far end answered and audio
+            flows), as mute, hold and DTMF by REST need: the service knows the participant as connected then.
+        :raises OperationTimeoutError: not within ``timeout`` (one deadline for both waits).
+        :raises SessionStateError: ``connected`` and the session ended first.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self.expect_event("sessionStarted", timeout, lambda s: s.conversation_id == conversation_id) as ev:
             # Listening first, then looking: a session that starts in between is not missed.
             existing = next((s for s in self.sessions if s.conversation_id == conversation_id), None)
             if existing is not None:
                 ev.cancel()
-        return existing if existing is not None else ev.value
+        session = existing if existing is not None else ev.value
+        if connected:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with session.expect_event("change:connectionState", left,
+                                      lambda s, state: state in ("connected", "disconnected", "failed")) as changed:
+                if session.connection_state == "connected" or session.ended:
+                    changed.cancel()
+            if session.ended or session.connection_state != "connected":
+                raise SessionStateError(f"session {session.id} ended before its media connected "
+                                        f"({session.end_reason or session.connection_state})", session_id=session.id)
+        return session
 
     def start_softphone_session(self, phone_number: Optional[str] = None, *, user_id: Optional[str] = None,
                                 queue_id: Optional[str] = None, source: Any = None, sink: Any = None,
