@@ -322,6 +322,9 @@ class PendingSessions:
         if entry is None and sid in self._expired_pending:
             raise SessionStateError(f"pending session {sid} expired: the service did not confirm it was still "
                                     "ringing (see cancelPendingSession)", session_id=sid)
+        if entry is None and sid in self.sessions:
+            raise SessionStateError(f"pending session {sid} was already accepted (the session is "
+                                    f"{self.sessions[sid].state})", session_id=sid)
         if entry is None:
             raise SessionNotFoundError(
                 f"Cannot accept session {sid} because it is not pending or does not exist", session_id=sid)

@@ -53,6 +53,20 @@ DeviceKind = Literal["input", "output"]
 DeviceSpec = Union[int, str, None]
 
 
+_warned: "set[str]" = set()
+
+
+def warn_fallback(log: logging.Logger, kind: str, message: str) -> None:
+    """A default device fell back (silence sent, audio discarded): a log line, and once per process and
+    ``kind`` a :class:`RuntimeWarning`, so it shows even where logging is not configured."""
+    import warnings
+
+    log.warning("%s", message)
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 class AudioDeviceError(MediaError, RuntimeError):
     """An audio device is unavailable: pyaudio missing, no such device, or opening failed.
 

@@ -681,7 +681,9 @@ def resolve_sink(spec: SinkSpec, *, logger: Optional[logging.Logger] = None) -> 
         try:
             return SpeakerSink()
         except (AudioDeviceError, OSError) as exc:
-            log.warning("no speaker available, discarding received audio: %s", exc)
+            from ._pyaudio import warn_fallback
+
+            warn_fallback(log, "speaker", f"no speaker available, discarding received audio: {exc}")
             return NullSink()
     if isinstance(spec, AudioSink):
         return spec

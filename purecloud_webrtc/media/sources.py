@@ -741,7 +741,9 @@ def resolve_source(spec: SourceSpec, *, logger: Optional[logging.Logger] = None)
         try:
             return MicrophoneSource()
         except (AudioDeviceError, OSError) as exc:
-            log.warning("no microphone available, sending silence instead: %s", exc)
+            from ._pyaudio import warn_fallback
+
+            warn_fallback(log, "microphone", f"no microphone available, sending silence instead: {exc}")
             return SilenceSource()
     if isinstance(spec, AudioSource):
         return spec

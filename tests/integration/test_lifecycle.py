@@ -117,8 +117,10 @@ def test_default_media_falls_back_with_a_warning_when_there_is_no_sound_device(e
         raise _pyaudio.AudioDeviceError("no audio device (test)")
 
     monkeypatch.setattr(_pyaudio, "find_device", no_device)
+    monkeypatch.setattr(_pyaudio, "_warned", set())
     sdk = make_sdk(default_source=None, default_sink=None)
-    with caplog.at_level(logging.WARNING):
+    # Visible without logging configured too: a RuntimeWarning, once per process.
+    with caplog.at_level(logging.WARNING), pytest.warns(RuntimeWarning, match="no microphone available"):
         session, call = answer(sdk, emulator, source=None, sink=None)
     assert isinstance(session.source, SilenceSource)
     assert type(session.sink).__name__ == "NullSink"

@@ -110,7 +110,7 @@ def test_a_failure_after_the_proceed_ends_the_session_with_a_reason(emulator, ma
     sdk.accept_pending_session(pending.id, source=BrokenSource(440))
     assert ended.wait(15), f"the session was left hanging: {errors}"
     assert reasons == ["failed-application"], (reasons, errors)
-    assert any("capture device vanished" in str(e) for e in errors)
+    wait_until(lambda: any("capture device vanished" in str(e) for e in errors), 5, f"the error event: {errors}")
     assert sdk.sessions == [] and sdk.pending_sessions == []
     wait_until(lambda: call.state == "ended", 10, "the caller to be told")
 
@@ -175,3 +175,13 @@ def test_auto_answer_outbound_calls_is_validated(emulator):
     with pytest.raises(pcw.ConfigurationError, match="auto_answer_outbound_calls"):
         pcw.PureCloudWebrtcSdk(emulator.access_token, api_base_url=emulator.api_base_url,
                                streaming_base_url=emulator.streaming_base_url, auto_answer_outbound_calls="mine")
+
+
+def test_accepting_twice_raises_the_documented_error(emulator, make_sdk):
+    sdk = make_sdk()
+    session, call = answer_call(sdk, emulator)
+    # Before: SessionNotFoundError ("not pending or does not exist") once the session had started.
+    with pytest.raises(pcw.SessionStateError, match="already accepted"):
+        sdk.accept_pending_session(session.id)
+    with pytest.raises(pcw.SessionStateError):
+        session.accept()
