@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, overload
 
 from ._commands import DEFAULT_TIMEOUT, deadline, grace
 from ._core import AcceptOptions
@@ -37,6 +37,10 @@ from .errors import ClosedError, ConfigurationError, OperationTimeoutError, Pure
 from .events import SDK_EVENTS, SESSION_EVENTS, Event, F, PendingSession, canonical_event_name, connect_or_decorate
 from .sdk import PureCloudWebrtcSdk, softphone_call_body
 from .session import Session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .media.live import Recording
+    from .quality import CallStats
 
 __all__ = ["AsyncPureCloudWebrtcSdk", "AsyncSession", "AsyncEventStream", "AsyncExpectEvent"]
 
@@ -340,7 +344,7 @@ class AsyncSession(_AsyncEmitter):
         """Hang up this session and return once it has ended."""
         await self._owner.end_session(self.sync.id, reason=reason, timeout=timeout)
 
-    async def get_stats(self, timeout: Optional[float] = 5.0) -> Any:
+    async def get_stats(self, timeout: Optional[float] = 5.0) -> "CallStats":
         """A :class:`~purecloud_webrtc.quality.CallStats` snapshot taken now."""
         if self.sync._core_session.ended and self.sync._core_session.quality.last is not None:
             return self.sync._core_session.quality.last
@@ -366,7 +370,7 @@ class AsyncSession(_AsyncEmitter):
         await self._owner._acall(lambda c: c.start_recording(self.sync._core_session, path, mode, deadline(timeout)),
                                  grace(timeout or DEFAULT_TIMEOUT), "start_recording")
 
-    async def stop_recording(self, timeout: Optional[float] = None) -> Any:
+    async def stop_recording(self, timeout: Optional[float] = None) -> "Recording":
         """Stop recording; returns a ``Recording(path, seconds)``."""
         if not self._owner.sync._core.thread.is_alive():
             return self._owner.sync._core.commands.finished_recording(self.sync._core_session)

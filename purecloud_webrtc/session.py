@@ -17,7 +17,13 @@ from ._commands import DEFAULT_TIMEOUT, deadline as _deadline, grace as _grace
 from .events import SESSION_EVENTS, Emitter
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aiortc import RTCPeerConnection
+
     from .jingle.session import JingleSession
+    from .media.live import AudioLevels, Recording
+    from .media.sinks import AudioSink
+    from .media.sources import AudioSource
+    from .quality import CallStats
     from .sdk import PureCloudWebrtcSdk
 
 __all__ = ["Session"]
@@ -86,17 +92,17 @@ class Session(Emitter):
         return self._core_session.view.end_reason
 
     @property
-    def source(self) -> Any:
+    def source(self) -> Optional["AudioSource"]:
         """The :class:`~purecloud_webrtc.media.AudioSource` we send, if any."""
         return self._core_session.source
 
     @property
-    def sink(self) -> Any:
+    def sink(self) -> Optional["AudioSink"]:
         """The :class:`~purecloud_webrtc.media.AudioSink` the remote audio is played into, if any."""
         return self._core_session.sink
 
     @property
-    def peer_connection(self) -> Any:
+    def peer_connection(self) -> Optional["RTCPeerConnection"]:
         """The aiortc ``RTCPeerConnection`` (advanced use: it belongs to the core thread)."""
         return self._core_session.pc
 
@@ -151,7 +157,7 @@ class Session(Emitter):
         """Hang up this session (same as ``sdk.end_session(id=session.id)``)."""
         self._sdk.end_session(id=self.id, timeout=timeout)
 
-    def get_stats(self, timeout: Optional[float] = 5.0) -> Any:
+    def get_stats(self, timeout: Optional[float] = 5.0) -> "CallStats":
         """A :class:`~purecloud_webrtc.quality.CallStats` snapshot taken now: packets, loss, jitter, RTT, codec,
         concealment, jitter-buffer delay and the estimated MOS (any thread but the core's).
 
@@ -175,7 +181,7 @@ class Session(Emitter):
         return self._core_session.candidates.as_dict()
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> Optional["CallStats"]:
         """The latest :class:`~purecloud_webrtc.quality.CallStats` (from the ``stats`` event or
         :meth:`get_stats`), or ``None``."""
         return self._core_session.quality.last
@@ -229,7 +235,7 @@ class Session(Emitter):
         return bool(media is not None and media.muted)
 
     @property
-    def audio_levels(self) -> Any:
+    def audio_levels(self) -> Optional["AudioLevels"]:
         """The latest :class:`~purecloud_webrtc.media.live.AudioLevels` (as in the last ``audioLevel`` event)."""
         media = self._core_session.media
         return None if media is None else media.levels
@@ -253,7 +259,7 @@ class Session(Emitter):
         self._call(lambda c: c.start_recording(self._core_session, path, mode, _deadline(timeout)), timeout,
                    "start_recording")
 
-    def stop_recording(self, timeout: Optional[float] = None) -> Any:
+    def stop_recording(self, timeout: Optional[float] = None) -> "Recording":
         """Stop recording and finish the file; returns a ``Recording(path, seconds)``.
 
         :raises UsageError: nothing was recorded.
