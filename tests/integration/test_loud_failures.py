@@ -185,3 +185,20 @@ def test_accepting_twice_raises_the_documented_error(emulator, make_sdk):
         sdk.accept_pending_session(session.id)
     with pytest.raises(pcw.SessionStateError):
         session.accept()
+
+
+def test_calls_that_need_a_connection_say_so_before_anything_remote(emulator, make_sdk):
+    sdk = make_sdk(initialize=False)
+    # Before: a real call was placed that nothing could answer.
+    with pytest.raises(pcw.UsageError, match="initialize"):
+        sdk.start_softphone_session("+13175550100")
+    sdk.initialize(timeout=15)
+    sdk.disconnect()
+    with pytest.raises(pcw.UsageError, match="not connected"):
+        sdk.start_softphone_session("+13175550100")
+    assert not [c for c in emulator.calls if c.direction == "outbound"]
+    sdk.close()
+    with pytest.raises(pcw.ClosedError):  # before: waited out its timeout
+        sdk.wait_for_event("pendingSession", timeout=30)
+    with pytest.raises(pcw.ClosedError):
+        sdk.start_softphone_session("+13175550100")

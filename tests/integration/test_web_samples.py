@@ -80,7 +80,9 @@ def listening_url(line: str) -> str:
 def emulator_env(emulator: Any) -> Dict[str, str]:
     return {"GENESYS_ACCESS_TOKEN": emulator.access_token, "GENESYS_API_BASE_URL": emulator.api_base_url,
             "GENESYS_STREAMING_BASE_URL": emulator.streaming_base_url,
-            "GENESYS_ICE_HOST_ADDRESSES": "127.0.0.1", "GENESYS_SOURCE": "tone:660"}
+            # No GENESYS_ICE_HOST_ADDRESSES: loopback service URLs mean loopback ICE (before, a 201 and a call
+            # that silently never appeared).
+            "GENESYS_SOURCE": "tone:660"}
 
 
 def drive_one_call(base: str, emulator: Any) -> str:
