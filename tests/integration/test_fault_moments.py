@@ -15,18 +15,10 @@ import time
 import pytest
 
 import purecloud_webrtc as pcw
-from purecloud_webrtc.emulator import FaultProxy
 from purecloud_webrtc.media import BufferSink, ToneSource
 
 from helpers import answer_call, wait_until
-
-FAST = dict(ping_interval=0.3, ping_timeout=0.3, reconnect_initial_delay=0.1, reconnect_max_delay=0.5)
-
-
-@pytest.fixture
-def proxy(emulator):
-    with FaultProxy(emulator.port) as p:
-        yield p
+from test_resilience import FAST, proxy  # noqa: F401  (the fault proxy fixture, and fast keep-alive options)
 
 
 class Events:
