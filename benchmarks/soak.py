@@ -50,11 +50,13 @@ def settle() -> Dict[str, int]:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: RSS includes the allocator's free lists
-    # The SDK's I/O pool (pcw-io-N, at most 4 threads) starts its workers on demand: counted apart, so that a
-    # worker started late under load is not taken for a leak.
-    pool = sum(1 for t in threading.enumerate() if t.name.startswith("pcw-io-"))
-    return {"rss_kib": rss_kib(), "threads": threading.active_count() - pool, "pool_threads": pool,
-            "fds": len(os.listdir("/proc/self/fd"))}
+    # Thread pools start their workers on demand, up to a bound: the SDK's I/O pool (pcw-io-N, 4 threads) and
+    # the core loop's default executor (asyncio_N: aioice resolves addresses there; min(32, cores + 4)).
+    # They are counted apart, so that a worker started late under load is not taken for a leak.
+    names = [t.name for t in threading.enumerate()]
+    pool = [n for n in names if n.startswith(("pcw-io-", "asyncio_"))]
+    return {"rss_kib": rss_kib(), "threads": len(names) - len(pool), "pool_threads": len(pool),
+            "thread_names": sorted(n for n in names if n not in pool), "fds": len(os.listdir("/proc/self/fd"))}
 
 
 def wait_for(sdk: pcw.PureCloudWebrtcSdk, way: str, name: str, fire: Callable[[], Any],
@@ -131,6 +133,7 @@ def soak(calls: int, warmup: int, progress: bool = False) -> Dict[str, Any]:
             "rss_kib_before": before["rss_kib"], "rss_kib_after": after["rss_kib"],
             "rss_kib_per_call": round((after["rss_kib"] - before["rss_kib"]) / measured, 2),
             "threads": [before["threads"], after["threads"]], "pool_threads": after["pool_threads"],
+            "new_threads": sorted(set(after["thread_names"]) - set(before["thread_names"])),
             "fds": [before["fds"], after["fds"]],
         }
     finally:
