@@ -222,7 +222,15 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
         connected = self.stream is not None and self.stream.state == "connected"
         await asyncio.gather(*(s.finish("success", send=connected) for s in list(self.sessions.values())),
                              return_exceptions=True)
-        self.release_all_pending()
+        # What accepted proposals and placed calls opened (a microphone, a recording file) is closed now, not
+        # queued on an executor that close() is about to shut down.
+        unused = [e.options for e in {id(e): e for e in self.pending.values()}.values()
+                  if e.options.resolved and not e.options.handed and not e.options.consumed]
+        unused += [options for options, _ in self.placed.values() if options.resolved and not options.consumed]
+        self.pending.clear()
+        self.placed.clear()
+        for options in unused:
+            await self.close_accept_media(options)
         if connected:
             # Let the terminate IQs leave before the <close/>.
             await asyncio.sleep(0.05)

@@ -91,6 +91,16 @@ class MediaResolution:
             if obj is not None and owned:
                 self.loop.run_in_executor(self.executor, _close_quietly, obj)
 
+    async def close_accept_media(self, options: AcceptOptions) -> None:
+        """Close what resolved ``options`` own and no call used, and wait for it (async paths: a session's end,
+        the SDK's shutdown, where a queued close could be cancelled with the executor)."""
+        if not options.resolved or options.consumed:
+            return
+        options.consumed = True
+        for obj, owned in ((options.source, options.owns_source), (options.sink, options.owns_sink)):
+            if obj is not None and owned:
+                await self.run_blocking(_close_quietly, obj)
+
     def _check_not_in_use(self, obj: Any) -> None:
         if not _is_media_object(obj):
             return

@@ -556,7 +556,7 @@ class JingleSession:
         await self.rtc.close()
         deferred = getattr(self, "deferred_options", None)
         if deferred is not None:  # accepted with media that was never answered with (deferred accept)
-            self.core.release_accept_media(deferred)
+            await self.core.close_accept_media(deferred)
         if self.connection_state not in (ConnectionState.DISCONNECTED, ConnectionState.NEW, ConnectionState.FAILED):
             self._set_connection_state(ConnectionState.DISCONNECTED)
         self.public._emit("terminated", self.public, reason)

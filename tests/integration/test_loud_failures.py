@@ -202,3 +202,16 @@ def test_calls_that_need_a_connection_say_so_before_anything_remote(emulator, ma
         sdk.wait_for_event("pendingSession", timeout=30)
     with pytest.raises(pcw.ClosedError):
         sdk.start_softphone_session("+13175550100")
+
+
+def test_close_closes_what_an_accepted_but_unanswered_call_opened(emulator, make_sdk, tmp_path: Path):
+    # Found under load: the media a pending call had opened was closed on an executor that close() then shut
+    # down, so a microphone (and PortAudio) stayed open after close().
+    sdk = make_sdk(auto_connect_sessions=False)
+    pending, call = ring(sdk, emulator)
+    tone = ToneSource(300)
+    with sdk.expect_event("sessionStarted"):
+        sdk.accept_pending_session(pending.id, source=tone, sink=str(tmp_path / "x.wav"))
+    # (never answered: auto_connect_sessions=False and no session.accept())
+    sdk.close()
+    assert tone.closed
