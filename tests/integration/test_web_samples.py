@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 import requests
@@ -162,6 +162,25 @@ def test_aiohttp_sample_on_the_asyncio_twin(emulator):
     assert out.rstrip().endswith("sdk closed"), out
 
 
+def in_pair(call: Callable[[int], None], first: int, second: int) -> None:
+    """Run ``call(first)`` and ``call(second)`` at once; re-raise what either raised."""
+    errors: List[BaseException] = []
+
+    def run(arg: int) -> None:
+        try:
+            call(arg)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    if errors:
+        raise errors[0]
+
+
 @pytest.mark.timeout(180)
 def test_flask_sample_under_gunicorn_with_two_workers_answers_each_call_in_its_worker(emulator):
     """Two gunicorn workers, one user: each worker's SDK answers the calls that worker placed (before, whichever
@@ -184,12 +203,21 @@ def test_flask_sample_under_gunicorn_with_two_workers_answers_each_call_in_its_w
             return len(emulator.connected_resources()) >= 2
 
         wait_until(both_workers_up, 90, "two gunicorn workers with connected SDKs")
+        # The kernel hands each connection to whichever worker accepts first, and an idle worker may win every
+        # time: POST in concurrent pairs (a busy worker leaves the next connection to the other) until both
+        # workers have placed calls.
         placed: Dict[str, int] = {}
-        for n in range(8):
-            response = requests.post(f"{base}/calls", json={"phone_number": f"+131755502{n:02d}"}, timeout=30)
+
+        def post(n: int) -> None:
+            response = requests.post(f"{base}/calls", json={"phone_number": f"+13175550{n:03d}"}, timeout=30)
             assert response.status_code == 201, response.text
             placed[response.json()["conversation_id"]] = response.json()["worker"]
-        assert len(set(placed.values())) == 2, f"one worker served every POST: {placed}"
+
+        n = 0
+        while len(placed) < 6 or len(set(placed.values())) < 2:
+            assert n < 40, f"one worker served every POST: {placed}"
+            in_pair(post, n, n + 1)
+            n += 2
         for cid in placed:
             emulator.call_by_conversation(cid).wait_state("connected", timeout=30)
         seen: Dict[int, set] = {}
@@ -205,11 +233,21 @@ def test_flask_sample_under_gunicorn_with_two_workers_answers_each_call_in_its_w
             assert all(cid not in cids for pid, cids in seen.items() if pid != worker), seen
         # A DELETE that reaches the other worker gets a JSON 404 naming the call.
         for cid in placed:
-            while True:
+            outcomes: List[int] = []
+
+            def delete(arg: int) -> None:
+                if arg:  # keeps one worker busy, so the DELETE may land on the other one
+                    requests.get(f"{base}/sessions", timeout=30).raise_for_status()
+                    return
                 response = requests.delete(f"{base}/calls/{cid}", timeout=30)
-                if response.status_code == 204:
-                    break
-                assert response.status_code == 404 and cid in response.json()["message"], response.text
+                assert response.status_code in (204, 404), response.text
+                if response.status_code == 404:
+                    assert cid in response.json()["message"], response.text
+                outcomes.append(response.status_code)
+
+            while 204 not in outcomes:
+                assert len(outcomes) < 40, f"no worker ended {cid}: {outcomes}"
+                in_pair(delete, 0, 1)
             emulator.call_by_conversation(cid).wait_state("ended", timeout=15)
     finally:
         rc = server.stop()
