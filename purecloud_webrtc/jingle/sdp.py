@@ -331,7 +331,9 @@ def _section_codecs(section: _Section, mid: str) -> list[_Codec]:
     for fmt in section.fmts:
         pt = _int(fmt, f"m-line {section.lineno} (mid {mid!r}) payload type", 0, 127)
         if pt in codecs:
-            raise SdpError(f"m-line {section.lineno}: payload type {pt} listed twice")
+            # Seen in pre-gathering offers of real stacks: the same format twice in the m-line. It is
+            # one payload type (its rtpmap/fmtp lines say so), at its first position.
+            continue
         codec = _Codec(pt)
         static = _STATIC_PAYLOADS.get(section.kind, {}).get(pt)
         if static is not None:
@@ -533,6 +535,19 @@ def _transport(sdp: _Sdp, section: _Section, include_candidates: bool) -> Option
     return transport
 
 
+def _rejected(section: _Section) -> bool:
+    """Port 0 rejects a section, unless ``a=bundle-only`` puts it on the BUNDLE transport (RFC 8843 §6)."""
+    return section.port == 0 and section.first("bundle-only") is None
+
+
+def _transport_rejects(transport: Optional[Element]) -> bool:
+    """Whether a content is rejected: no transport, or one without ICE credentials or fingerprint (stanza's
+    reading, and XEP-0176's: a transport that cannot run ICE and DTLS negotiates nothing)."""
+    if transport is None:
+        return True
+    return not (transport.get("ufrag") and transport.get("pwd") and find(transport, "dtls", "fingerprint") is not None)
+
+
 def sdp_to_jingle(sdp: str, role: Role, *, include_candidates: bool = True) -> list[Element]:
     """Translate an SDP offer or answer written by ``role`` into the children of a ``<jingle>``.
 
@@ -579,9 +594,14 @@ def sdp_to_jingle(sdp: str, role: Role, *, include_candidates: bool = True) -> l
             content.append(element("{%s}description" % NS_DATACHANNEL))
         else:
             raise SdpError(f"m-line {section.lineno}: unsupported media type {section.kind!r}")
-        transport = _transport(parsed, section, include_candidates)
-        if transport is not None:
-            content.append(transport)
+        if _rejected(section):
+            # A rejected section keeps its description (so m-line order and payloads survive) and gets
+            # a transport with no ICE credentials, fingerprint or candidates: stanza's shape for it.
+            content.append(element(q("ice_udp", "transport")))
+        else:
+            transport = _transport(parsed, section, include_candidates)
+            if transport is not None:
+                content.append(transport)
         contents.append(content)
 
     groups: list[Element] = []
@@ -702,13 +722,18 @@ def _rtp_section(content: Element, name: str, desc: Element, transport: Optional
     if len(set(pts)) != len(pts):
         raise SdpError(f"{where}: a payload-type id is used twice")
 
-    # A content without a transport is not being negotiated: port 0.
-    lines = [f"m={media} {'9' if transport is not None else '0'} UDP/TLS/RTP/SAVPF {' '.join(pts)}"]
+    # A content without a usable transport is rejected: port 0, and nothing of ICE or DTLS.
+    rejected = _transport_rejects(transport)
+    lines = [f"m={media} {'0' if rejected else '9'} UDP/TLS/RTP/SAVPF {' '.join(pts)}"]
     lines.append("c=IN IP4 0.0.0.0")
     for bw in findall(desc, "rtp", "bandwidth"):
         lines.append(f"b={_required_attr(bw, 'type', where)}:{_clean((bw.text or '').strip(), where)}")
     lines.append("a=rtcp:9 IN IP4 0.0.0.0")
-    lines += _transport_lines(transport, where)
+    transport_lines = _transport_lines(transport, where)  # checked even when rejected: bad input is an error
+    candidate_lines = _candidate_lines(transport, where)
+    if rejected:
+        transport_lines = candidate_lines = []
+    lines += transport_lines
     lines.append(f"a=mid:{name}")
 
     for ext in findall(desc, "hdrext", "rtp-hdrext"):
@@ -794,7 +819,7 @@ def _rtp_section(content: Element, name: str, desc: Element, transport: Optional
             key = _required_attr(param, "name", where)
             value = param.get("value")
             lines.append(_clean(f"a=ssrc:{ssrc} {key}" + (f":{value}" if value is not None else ""), where))
-    lines += _candidate_lines(transport, where)
+    lines += candidate_lines
     return lines
 
 
@@ -810,7 +835,7 @@ def _datachannel_section(content: Element, name: str, transport: Optional[Elemen
     # Rejected on purpose (module docstring): the softphone never negotiates
     # data channels and the SCTP port is not carried.
     lines = ["m=application 0 UDP/DTLS/SCTP webrtc-datachannel", "c=IN IP4 0.0.0.0"]
-    lines += _transport_lines(transport, f"content {name!r}")
+    _transport_lines(transport, f"content {name!r}")  # checked, not written: a rejected section has no ICE/DTLS
     lines.append(f"a=mid:{name}")
     lines.append(f"a={_direction(content, role)}")
     return lines

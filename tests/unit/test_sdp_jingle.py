@@ -29,7 +29,10 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sdp_semantic import DELIBERATE_LOSSES, attrs, first, norm_candidate, semantic, values
+
 from purecloud_webrtc import _xml
+from purecloud_webrtc._negotiation import plan_offer
 from purecloud_webrtc._ice import release_host_addresses, restrict_host_addresses
 from purecloud_webrtc._xml import NS, element, find, findall, q
 from purecloud_webrtc.jingle.sdp import (
@@ -73,31 +76,6 @@ GENERATED: list[tuple[str, str, str]] = [
 ]
 TABLE = FIXTURES + GENERATED
 
-#: What SDP -> Jingle -> SDP loses on purpose, and why.  :func:`semantic`
-#: ignores exactly these; ``test_deliberate_losses_happen`` shows each one.
-DELIBERATE_LOSSES = {
-    "o=, s=, t=": "session boilerplate, regenerated ('o=- <number from sid> 2 IN IP4 0.0.0.0') (PROTOCOL §4.9)",
-    "c=, m= port, a=rtcp:": "addresses travel only in candidates; rebuilt as 0.0.0.0 and port 9 (0 without transport)",
-    "m= profile": "always UDP/TLS/RTP/SAVPF: WebRTC media is DTLS-SRTP, and Jingle has no profile field",
-    "a=ice-lite": "stanza has a field for it but never serialises it (PROTOCOL §4.2)",
-    "a=ice-options": "no Jingle element for trickle/renomination",
-    "a=msid-semantic": "regenerated as 'WMS *' whenever a <stream> exists (aiortc needs it to read a=msid)",
-    "session-level b=": "only media-level b= lines map to XEP-0167 <bandwidth/>",
-    "extmap '/sendrecv'": "sendrecv is the XEP-0294 default, so no senders attribute and no '/sendrecv'",
-    "rtpmap '/1'": "mono is written without '/1' (libwebrtc style); Jingle keeps channels='1' (PROTOCOL §10)",
-    "data channel details": "m=application comes back rejected (port 0) without sctp-port/max-message-size/candidates",
-    "candidate ufrag, network-cost": "not XEP-0176 attributes",
-    "session-level attributes": "ICE/DTLS/direction/extmap/end-of-candidates move into every media section",
-    "fmtp spacing": "'a; b' is written 'a;b'",
-    "unknown attributes": "anything outside the §4.9 table (a=rid, a=simulcast, a=crypto...) is dropped",
-}
-
-# RFC 3551 static payload types used by the fixtures (independent of the module's table).
-STATIC = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1), 9: ("G722", 8000, 1), 13: ("CN", 8000, 1), 18: ("G729", 8000, 1)}
-DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-CANDIDATE_KEYS = ("raddr", "rport", "tcptype", "generation", "network-id")
-
-
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
@@ -106,128 +84,6 @@ CANDIDATE_KEYS = ("raddr", "rport", "tcptype", "generation", "network-id")
 def load(name: str) -> str:
     # Fixture files are stored with LF for readable diffs; SDP is CRLF.
     return DATA.joinpath(name).read_text().replace("\r\n", "\n").replace("\n", "\r\n")
-
-
-def attrs(lines: list[str]) -> list[tuple[str, Optional[str]]]:
-    result = []
-    for line in lines:
-        if line.startswith("a="):
-            name, colon, value = line[2:].partition(":")
-            result.append((name, value if colon else None))
-    return result
-
-
-def values(pairs: list[tuple[str, Optional[str]]], name: str) -> list[str]:
-    return [v if v is not None else "" for n, v in pairs if n == name]
-
-
-def first(pairs: list[tuple[str, Optional[str]]], name: str) -> Optional[str]:
-    found = values(pairs, name)
-    return found[0] if found else None
-
-
-def norm_candidate(text: str) -> dict:
-    tokens = text.split(":", 1)[1].split() if text.startswith(("candidate:", "a=candidate:")) else text.split()
-    ext = dict(zip(tokens[8::2], tokens[9::2]))
-    return {
-        "foundation": tokens[0],
-        "component": int(tokens[1]),
-        "protocol": tokens[2].lower(),
-        "priority": int(tokens[3]),
-        "ip": tokens[4],
-        "port": int(tokens[5]),
-        "type": tokens[7],
-        **{k: ext[k] for k in CANDIDATE_KEYS if k in ext},
-    }
-
-
-def semantic(sdp: str) -> dict:
-    """An SDP reduced to what the §4.9 mapping promises to keep (see DELIBERATE_LOSSES)."""
-    session: list[str] = []
-    sections: list[tuple[str, list[str], list[str]]] = []
-    for line in sdp.splitlines():
-        if not line:
-            continue
-        if line.startswith("m="):
-            sections.append((line[2:], [], []))
-        elif sections:
-            (sections[-1][2] if line.startswith("b=") else sections[-1][1]).append(line)
-        else:
-            session.append(line)
-    sa = attrs(session)
-    media = []
-    for mline, lines, bandwidths in sections:
-        kind, _port, _proto, *fmts = mline.split()
-        a = attrs(lines)
-        entry: dict = {
-            "kind": kind,
-            "mid": first(a, "mid") or kind,
-            "direction": next((n for n, _ in a if n in DIRECTIONS), None)
-            or next((n for n, _ in sa if n in DIRECTIONS), "sendrecv"),
-            "ice": (first(a, "ice-ufrag") or first(sa, "ice-ufrag"), first(a, "ice-pwd") or first(sa, "ice-pwd")),
-            "fingerprints": [tuple(v.split()) for v in values(a, "fingerprint") or values(sa, "fingerprint")],
-            "setup": first(a, "setup") or first(sa, "setup"),
-        }
-        media.append(entry)
-        if kind == "application":
-            continue
-        codecs: dict[int, dict] = {}
-        for fmt in fmts:
-            pt = int(fmt)
-            name, clock, channels = STATIC.get(pt, (None, None, None))
-            codecs[pt] = {"name": name, "clock": clock, "channels": channels, "fmtp": [], "fb": [], "trr": None}
-        for value in values(a, "rtpmap"):
-            pt_text, desc = value.split(" ", 1)
-            parts = desc.split("/")
-            codecs[int(pt_text)].update(
-                name=parts[0],
-                clock=int(parts[1]),
-                channels=int(parts[2]) if len(parts) > 2 else (1 if kind == "audio" else None),
-            )
-        for value in values(a, "fmtp"):
-            pt_text, params = value.split(" ", 1)
-            codecs[int(pt_text)]["fmtp"] += [p.strip() for p in params.split(";") if p.strip()]
-        wildcard: list[tuple[str, ...]] = []
-        wildcard_trr = None
-        for value in values(a, "rtcp-fb"):
-            pt_text, fb_type, *rest = value.split(" ", 2)
-            target = codecs[int(pt_text)] if pt_text != "*" else None
-            if fb_type == "trr-int":
-                if target is None:
-                    wildcard_trr = rest[0]
-                else:
-                    target["trr"] = rest[0]
-            elif target is None:
-                wildcard.append((fb_type, *rest))
-            else:
-                target["fb"].append((fb_type, *rest))
-        extmaps = []
-        for value in values(sa, "extmap") + values(a, "extmap"):
-            ident, uri = value.split()[:2]
-            ext_id, _, ext_dir = ident.partition("/")
-            extmaps.append((int(ext_id), ext_dir or "sendrecv", uri))
-        ssrcs: dict[int, list[str]] = {}
-        for value in values(a, "ssrc"):
-            ssrc, ssrc_attr = value.split(" ", 1)
-            ssrcs.setdefault(int(ssrc), []).append(ssrc_attr)
-        entry.update(
-            codecs=[(pt, codecs[pt]) for pt in map(int, fmts)],
-            wildcard_fb=wildcard,
-            wildcard_trr=wildcard_trr,
-            ptime=first(a, "ptime"),
-            maxptime=first(a, "maxptime"),
-            extmaps=extmaps,
-            extmap_allow_mixed=("extmap-allow-mixed", None) in a + sa,
-            rtcp_mux=("rtcp-mux", None) in a,
-            rtcp_rsize=("rtcp-rsize", None) in a,
-            ssrcs=ssrcs,
-            ssrc_groups=[v.split() for v in values(a, "ssrc-group")],
-            msid=[v.split() for v in values(a, "msid")],
-            bandwidth=bandwidths,
-            candidates=[norm_candidate(v) for v in values(a, "candidate")],
-            end_of_candidates=("end-of-candidates", None) in a + sa,
-        )
-    return {"group": [v.split() for v in values(sa, "group")], "media": media}
 
 
 def jingle_of(children: list[_xml.Element], action: str = "session-initiate") -> _xml.Element:
@@ -307,7 +163,9 @@ def test_aiortc_accepts_translated_offer(name: str, role: str, kind: str, aiortc
         restrict_host_addresses(loop, ["127.0.0.1"])
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(remote, "offer"))
+            # As the SDK gives it: only the section it takes (aiortc refuses a rejected section without ICE).
+            prepared, _ = plan_offer(remote)
+            await pc.setRemoteDescription(RTCSessionDescription(prepared, "offer"))
             assert pc.signalingState == "have-remote-offer"
         finally:
             await pc.close()
