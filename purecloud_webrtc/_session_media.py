@@ -19,6 +19,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._negotiation import AnswerPlan
     from .jingle.session import JingleSession
     from .media.live import CallMedia
     from .media.sinks import AudioSink, SinkPump
@@ -65,6 +66,9 @@ class SessionMedia:
         self.te_sender: Any = None
         #: our jitter buffer, get_stats(), the stats event
         self.quality = SessionQuality(session)
+        #: the offer as aiortc was given it (only the section we take) and what we decided about it
+        self.offer: Optional[str] = None
+        self.plan: Optional["AnswerPlan"] = None
 
     def _configuration(self) -> RTCConfiguration:
         core = self.core
@@ -81,20 +85,36 @@ class SessionMedia:
 
         :raises Exception: whatever aiortc raises for an offer it cannot use (the peer is closed then).
         """
+        from ._negotiation import plan_offer
+
+        # What we take of the offer (one audio section, our codec order) is decided before aiortc sees it.
+        self.offer, self.plan = plan_offer(offer, self.core.options.codec_preferences)
         self.pc = RTCPeerConnection(self._configuration())
         self._wire(self.pc)
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.offer, type="offer"))
         except BaseException:
             await self.pc.close()
             raise
 
     async def renegotiate(self, offer: str) -> str:
-        """Apply a re-offer on the same peer connection; returns our new local SDP."""
-        assert self.pc is not None
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        """Apply a re-offer on the same peer connection; returns our new local SDP.
+
+        :raises NegotiationError: when the re-offer has no usable audio, or moves it to another section.
+        """
+        from ._negotiation import NegotiationError, plan_offer, shape_answer
+        from .media.rfc4733 import answer_telephone_event
+
+        assert self.pc is not None and self.plan is not None
+        prepared, plan = plan_offer(offer, self.core.options.codec_preferences)
+        if (plan.index, plan.mid) != (self.plan.index, self.plan.mid):
+            raise NegotiationError(f"the re-offer moves the call's audio from section {self.plan.mid!r} to "
+                                   f"{plan.mid!r}; a new session is needed for that")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=prepared, type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return only_sha256(self.pc.localDescription.sdp)
+        self.offer, self.plan = prepared, plan
+        local = self.quality.munge_answer(only_sha256(self.pc.localDescription.sdp))
+        return shape_answer(answer_telephone_event(local, prepared), plan)
 
     async def answer(self, source: Optional["AudioSource"], sink: Optional["AudioSink"], owns_source: bool,
                      owns_sink: bool, remote_sdp: str) -> str:
@@ -102,6 +122,7 @@ class SessionMedia:
 
         :raises Exception: what aiortc raises when it cannot answer.
         """
+        from ._negotiation import shape_answer
         from .media.live import CallMedia
 
         assert self.pc is not None
@@ -122,7 +143,8 @@ class SessionMedia:
             self.pc.addTrack(self.dtmf_track)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         local = self.quality.munge_answer(only_sha256(self.pc.localDescription.sdp))
-        return self._setup_rfc4733(local, remote_sdp)
+        local = self._setup_rfc4733(local, self.offer or remote_sdp)
+        return shape_answer(local, self.plan) if self.plan is not None else local
 
     def _setup_rfc4733(self, answer: str, remote_sdp: str) -> str:
         """Accept the offer's telephone-event in our answer and hook RFC 4733 send/receive (media.rfc4733)."""

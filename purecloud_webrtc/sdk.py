@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 from ._commands import deadline as _deadline, grace as _grace
@@ -84,6 +84,7 @@ class SdkOptions:
     media_timeout: float = 30.0
     pending_timeout: float = 300.0
     pending_reconnect_grace: float = 15.0
+    codec_preferences: Tuple[str, ...] = ("opus", "PCMU", "PCMA", "G722")
 
     def __repr__(self) -> str:
         shown = []
@@ -130,6 +131,15 @@ def check_access_token(token: Any) -> str:
         raise ConfigurationError("access_token contains whitespace or control characters (a newline read from a "
                                  "file?); strip it first", "access_token")
     return token
+
+
+def _check_codecs(value: Any) -> Tuple[str, ...]:
+    from ._negotiation import check_codec_preferences
+
+    try:
+        return check_codec_preferences(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc), "codec_preferences") from None
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -297,6 +307,9 @@ class PureCloudWebrtcSdk(Emitter):
     :param pending_reconnect_grace: after a reconnect, a proceeded proposal is proceeded again and every
         proposal the service does not propose again within this many seconds expires (its retract may
         have been lost while we were away); accepting an expired one raises ``SessionStateError``.
+    :param codec_preferences: the audio codecs to answer with, most wanted first, among those this SDK
+        supports (``"opus"``, ``"PCMU"``, ``"PCMA"``, ``"G722"``); the first one the offer has is sent.
+        ``telephone-event`` is accepted at that codec's clock rate when offered (docs/protocol.rst §4.10).
     :param xmpp_transport: test seam: a factory for the streaming socket (see ``XmppStream``); the default is
         websocket-client.  Protocol tests script a server through it without a socket.
     :param http_adapter: test seam: a ``requests`` transport adapter mounted for the REST client.
@@ -350,6 +363,7 @@ class PureCloudWebrtcSdk(Emitter):
         media_timeout: float = 30.0,
         pending_timeout: float = 300.0,
         pending_reconnect_grace: float = 15.0,
+        codec_preferences: Sequence[str] = ("opus", "PCMU", "PCMA", "G722"),
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -380,7 +394,8 @@ class PureCloudWebrtcSdk(Emitter):
                                       trusted_peers=trusted_peers, limits=limits,
                                       media_interrupted_after=media_interrupted_after, media_timeout=media_timeout,
                                       pending_timeout=pending_timeout,
-                                      pending_reconnect_grace=pending_reconnect_grace)
+                                      pending_reconnect_grace=pending_reconnect_grace,
+                                      codec_preferences=codec_preferences)
         from ._session_quality import checked_quality_options
 
         self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
@@ -505,6 +520,7 @@ class PureCloudWebrtcSdk(Emitter):
             media_timeout=_check_number("media_timeout", extra["media_timeout"], 0.0),
             pending_timeout=_check_number("pending_timeout", extra["pending_timeout"], 1.0),
             pending_reconnect_grace=_check_number("pending_reconnect_grace", extra["pending_reconnect_grace"], 0.1),
+            codec_preferences=_check_codecs(extra["codec_preferences"]),
         )
 
     # -- state ------------------------------------------------------------------------------

@@ -293,8 +293,9 @@ class JingleSession:
                 return
 
     def _remote_sends(self) -> bool:
-        """Whether the far end's description says it sends audio (not ``recvonly``/``inactive``)."""
-        return not any(line.strip() in ("a=recvonly", "a=inactive") for line in (self.remote_sdp or "").splitlines())
+        """Whether the far end's description of our audio section says it sends (not ``recvonly``/``inactive``)."""
+        plan = self.rtc.plan
+        return plan is None or plan.remote_direction in ("sendrecv", "sendonly")
 
     def _end_for_media(self, reason: str, why: str) -> None:
         """The media is gone for good: end the call (by REST when it has a conversation, so the far end does
@@ -522,7 +523,7 @@ class JingleSession:
                 ufrags[content.get("name")] = transport.get("ufrag")
         for mid, candidate in candidates:
             self._send_jingle("transport-info", sdpmod.transport_info_content(mid, ufrags.get(mid), candidate))
-        first_mid = next(iter(ufrags), None)
+        first_mid = next((mid for mid, ufrag in ufrags.items() if ufrag), None)  # not a rejected content
         if first_mid is not None:
             self.local_ufrag = ufrags[first_mid]
             self._send_jingle("transport-info", sdpmod.transport_info_content(

@@ -84,12 +84,30 @@ def offer_telephone_event(offer: str, pt: int = 101, rate: int = 8000) -> str:
     return _add_to_audio_section(offer, pt, rate)
 
 
+def _first_codec_rate(sdp: str) -> Optional[int]:
+    """Clock rate of the first format of the first audio m-line (the codec that is sent)."""
+    mline = re.search(r"^m=audio \S+ \S+ (\d+)", sdp, re.M)
+    if mline is None:
+        return None
+    pt = mline.group(1)
+    rtpmap = re.search(rf"^a=rtpmap:{pt} [^/\s]+/(\d+)", sdp, re.M)
+    if rtpmap is not None:
+        return int(rtpmap.group(1))
+    return 8000 if pt in ("0", "8", "9") else None
+
+
 def answer_telephone_event(answer: str, offer: str) -> str:
-    """Accept the offer's ``telephone-event`` in the answer we send (nothing if it was not offered)."""
-    offered = telephone_event_of(offer)
-    if offered is None or telephone_event_of(answer) is not None:
+    """Accept the offer's ``telephone-event`` in the answer we send (nothing if it was not offered).
+
+    Of several, the one at the clock rate of the codec the answer sends (RFC 4733 §2.1: events use the
+    audio's clock); when none is at that rate (an Opus offer with only ``telephone-event/8000``, as the
+    gateway's), the first offered, as browsers answer it.
+    """
+    offered = [(int(pt), int(rate)) for pt, rate in _RTPMAP.findall(offer)]
+    if not offered or telephone_event_of(answer) is not None:
         return answer
-    return _add_to_audio_section(answer, *offered)
+    rate = _first_codec_rate(answer)
+    return _add_to_audio_section(answer, *next((o for o in offered if o[1] == rate), offered[0]))
 
 
 def parse_event(payload: bytes) -> Optional[Tuple[str, bool, int]]:
