@@ -170,7 +170,16 @@ def plan_offer(offer: str, codec_preferences: Sequence[str] = DEFAULT_CODEC_PREF
     order = {name: rank for rank, name in enumerate(wanted)}
     preferred = sorted((pt for pt in fmts if names.get(pt) in order), key=lambda pt: order[names[pt]])
     reordered = preferred + [pt for pt in fmts if pt not in preferred]
-    taken_lines = [" ".join(["m=" + taken.kind] + taken.mline[1:3] + reordered)] + taken.lines[1:]
+    # aiortc lists (and sends) codecs in the order of the rtpmap lines, not the m-line's: reorder both.
+    rank = {pt: i for i, pt in enumerate(reordered)}
+    body = taken.lines[1:]
+    rtpmaps = [line for line in body if _RTPMAP.match(line)]
+    rtpmaps.sort(key=lambda line: rank.get(_RTPMAP.match(line).group(1), len(rank)))  # type: ignore[union-attr]
+    if rtpmaps:
+        first = next(i for i, line in enumerate(body) if _RTPMAP.match(line))
+        rest = [line for line in body if not _RTPMAP.match(line)]
+        body = rest[:first] + rtpmaps + rest[first:]
+    taken_lines = [" ".join(["m=" + taken.kind] + taken.mline[1:3] + reordered)] + body
     rejected = []
     for i, section in enumerate(sections):
         if i == index:

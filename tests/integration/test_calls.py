@@ -327,3 +327,19 @@ def test_wire_shape_of_an_answered_call(emulator, make_sdk):
     assert any("<gathering-complete/>" in t for t in sent)
     proceed_text = next(t for t in sent if "<proceed" in t)
     assert 'type="' not in proceed_text.split(">")[0]
+
+
+def test_codec_preferences_choose_what_is_sent_with_audio_both_ways(emulator, make_sdk):
+    """``codec_preferences=("PCMU", ...)`` against the gateway's Opus-first offer: the answer leads with PCMU,
+    telephone-event at 8 kHz, and the tones still cross both ways (docs/protocol.rst §4.10)."""
+    sdk = make_sdk(default_source=ToneSource(700.0), default_sink=BufferSink(), codec_preferences=("PCMU", "opus"))
+    with sdk.expect_event("sessionStarted") as started:
+        call = emulator.inbound_call(auto_answer=True, tone_hz=500.0)
+    session = started.value
+    call.wait_state("connected", timeout=15)
+    audio = next(line for line in session.local_sdp.splitlines() if line.startswith("m=audio"))
+    assert audio.split()[3] == "0", audio
+    assert "telephone-event/8000" in session.local_sdp
+    check_audio(session, call, 700.0)
+    with sdk.expect_event("sessionEnded"):
+        call.hangup()
