@@ -117,8 +117,9 @@ class Connection:
         turn, stun = await asyncio.gather(query("turn"), query("stun"))
         self.ice_servers = _ice.ice_servers_from_services(turn, stun)
         # No STUN but TURN: the service asks for relay only (webRtcForceTurn, docs/protocol.rst §2.8).  With no
-        # server at all the official client would gather nothing and carry no audio; we keep host candidates.
-        if turn and not stun:
+        # server at all the official client would gather nothing and carry no audio; we keep host candidates,
+        # unless relay_without_stun asks for the official rule.
+        if not stun and (turn or self.options.relay_without_stun):
             self.ice_transport_policy = "relay"
         else:
             self.ice_transport_policy = self.options.ice_transport_policy

@@ -85,6 +85,7 @@ class SdkOptions:
     pending_timeout: float = 300.0
     pending_reconnect_grace: float = 15.0
     codec_preferences: Tuple[str, ...] = ("opus", "PCMU", "PCMA", "G722")
+    relay_without_stun: bool = False
 
     def __repr__(self) -> str:
         shown = []
@@ -310,6 +311,9 @@ class PureCloudWebrtcSdk(Emitter):
     :param codec_preferences: the audio codecs to answer with, most wanted first, among those this SDK
         supports (``"opus"``, ``"PCMU"``, ``"PCMA"``, ``"G722"``); the first one the offer has is sent.
         ``telephone-event`` is accepted at that codec's clock rate when offered (docs/protocol.rst §4.10).
+    :param relay_without_stun: follow the official client's rule: when ICE server discovery returns no STUN
+        server, use relay candidates only (and so, with no TURN server either, none at all). By default the
+        SDK keeps its host candidates then (docs/protocol.rst §2.8).
     :param xmpp_transport: test seam: a factory for the streaming socket (see ``XmppStream``); the default is
         websocket-client.  Protocol tests script a server through it without a socket.
     :param http_adapter: test seam: a ``requests`` transport adapter mounted for the REST client.
@@ -364,6 +368,7 @@ class PureCloudWebrtcSdk(Emitter):
         pending_timeout: float = 300.0,
         pending_reconnect_grace: float = 15.0,
         codec_preferences: Sequence[str] = ("opus", "PCMU", "PCMA", "G722"),
+        relay_without_stun: bool = False,
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -395,7 +400,7 @@ class PureCloudWebrtcSdk(Emitter):
                                       media_interrupted_after=media_interrupted_after, media_timeout=media_timeout,
                                       pending_timeout=pending_timeout,
                                       pending_reconnect_grace=pending_reconnect_grace,
-                                      codec_preferences=codec_preferences)
+                                      codec_preferences=codec_preferences, relay_without_stun=relay_without_stun)
         from ._session_quality import checked_quality_options
 
         self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
@@ -521,6 +526,7 @@ class PureCloudWebrtcSdk(Emitter):
             pending_timeout=_check_number("pending_timeout", extra["pending_timeout"], 1.0),
             pending_reconnect_grace=_check_number("pending_reconnect_grace", extra["pending_reconnect_grace"], 0.1),
             codec_preferences=_check_codecs(extra["codec_preferences"]),
+            relay_without_stun=_check_bool("relay_without_stun", extra["relay_without_stun"]),
         )
 
     # -- state ------------------------------------------------------------------------------

@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--alert-timeout", type=float, default=None, metavar="S", help="retract unanswered calls after S seconds")
     parser.add_argument("--auto-answer", action="store_true", help="inbound calls carry inin-autoanswer=\"true\"")
     parser.add_argument("--inline-candidates", action="store_true", help="put candidates in session-initiate (no trickle)")
+    parser.add_argument("--no-stun", action="store_true",
+                        help="run no STUN responder and advertise none over XEP-0215 (default: one on 127.0.0.1)")
+    parser.add_argument("--stun-port", type=int, default=0, metavar="PORT",
+                        help="UDP port of the STUN responder (default: a free one)")
+    parser.add_argument("--turn", action="append", default=[], metavar="URL",
+                        help="also advertise this TURN server over XEP-0215 (e.g. turn:127.0.0.1:3478?transport=udp; "
+                             "repeatable; the emulator runs no TURN server itself)")
+    parser.add_argument("--turn-username", default=None, help="username advertised with --turn")
+    parser.add_argument("--turn-password", default=None, help="password advertised with --turn")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: info logs, -vv: wire dumps")
     return parser
 
@@ -55,8 +64,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    turn = [{"urls": url, "username": args.turn_username, "credential": args.turn_password} for url in args.turn]
     emulator = Emulator(
         port=args.port,
+        ice_servers=turn,
+        stun=not args.no_stun,
+        stun_port=args.stun_port,
         access_token=args.token,
         org_name=args.org,
         tone_hz=args.tone,
@@ -77,6 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"Streaming:     {emulator.streaming_base_url}   (streaming_base_url; /stream/channels/{{channelId}})")
         print(f"Access token:  {emulator.access_token}")
         print(f"User:          {user.name} id={user.id} jid={user.jid}")
+        print(f"ICE servers:   {', '.join(s['urls'] for s in emulator.ice_servers) or 'none'}   (XEP-0215)")
         print("Serving until Ctrl-C.", flush=True)
         while not stop.wait(args.inbound_call_every or 3600):
             if args.inbound_call_every and emulator.connected_resources():

@@ -156,6 +156,8 @@ class Gateway:
         self.logger = logger
         self.calls_by_sid: dict[str, "EmulatedCall"] = {}
         self._pending: dict[str, tuple["asyncio.Future[Element]", "EmulatedCall"]] = {}
+        #: IQ results/errors from clients that match no IQ of ours (a client answering twice, or late)
+        self.unsolicited: list[str] = []
         self.thread_id: Optional[int] = None
         #: a :class:`~.libwebrtc_party.LibwebrtcParty` to put libwebrtc on the far end instead of aiortc.
         self.remote_party: Optional[Any] = None
@@ -192,7 +194,10 @@ class Gateway:
         iq.append(payload)
         future: "asyncio.Future[Element]" = self.loop.create_future()
         if expect_result:
+            # Kept until the client's result arrives, also after the call ended (a session-terminate's
+            # result comes after the call is gone), or for PENDING_IQ_SECONDS at most.
             self._pending[iq_id] = (future, call)
+            self.loop.call_later(self.PENDING_IQ_SECONDS, self._expire, iq_id)
         if self.router.deliver(iq) == 0:
             self._pending.pop(iq_id, None)
             err = copy.deepcopy(iq)
@@ -203,13 +208,18 @@ class Gateway:
             future.set_result(iq_result(iq))
         return future
 
-    def forget_pending(self, call: "EmulatedCall") -> None:
-        """Cancel every IQ ``call`` still waits for."""
-        for iq_id, (future, owner) in list(self._pending.items()):
-            if owner is call:
-                del self._pending[iq_id]
-                if not future.done():
-                    future.cancel()
+    #: how long an IQ of the gateway waits for its result before it is forgotten
+    PENDING_IQ_SECONDS = 30.0
+
+    def _expire(self, iq_id: str) -> None:
+        pending = self._pending.pop(iq_id, None)
+        if pending is not None and not pending[0].done():
+            pending[0].set_exception(asyncio.TimeoutError(f"no result for IQ {iq_id}"))
+            pending[0].exception()  # retrieved: nobody may be waiting any more
+
+    def pending_iqs(self, call: "EmulatedCall") -> int:
+        """How many IQs of ``call`` still wait for the client's result."""
+        return sum(1 for _, owner in self._pending.values() if owner is call)
 
     # -- stanzas to the gateway --------------------------------------------
 
@@ -246,6 +256,8 @@ class Gateway:
         if iq_type in ("result", "error"):
             pending = self._pending.pop(el.get("id") or "", None)
             if pending is None:
+                self.unsolicited.append(el.get("id") or "")
+                del self.unsolicited[:-100]
                 self.logger.debug("unsolicited IQ %s %s from %s", iq_type, el.get("id"), el.get("from"))
                 return
             future, _call = pending
@@ -362,6 +374,9 @@ class EmulatedCall:
         self._accepted = False
         self._buffered: list[tuple[str, Optional[str]]] = []
         self._end_of_candidates = False
+        self._eoc_timer: Optional[asyncio.TimerHandle] = None
+        #: remote candidates that came after the client's end-of-candidates (applied all the same)
+        self.candidates_after_end = 0
         self._tasks: set["asyncio.Future[Any]"] = set()
 
     def __repr__(self) -> str:
@@ -835,9 +850,10 @@ class EmulatedCall:
             )
             self._set_state("initiated")
             if self.trickle:
+                # The service's form only (docs/protocol.rst §5): no end-of-candidates fragment, which has
+                # no m= line and which a client that parses the m= line (the official one) cannot read.
                 for mid, cand in candidates:
                     self._send_rpc("iceCandidate", {"sdp": f"m={mid} 9 RTP/AVP 0\r\na={cand}\r\n"})
-                self._send_rpc("iceCandidate", {"sdp": "a=end-of-candidates\r\n"})
             return
         jingle = self._jingle("session-initiate", initiator=self.gateway_jid)
         for child in sdp_mod.sdp_to_jingle(sdp, "initiator", include_candidates=not self.trickle):
@@ -952,11 +968,13 @@ class EmulatedCall:
             conn.send(iq_result(iq))
 
     async def _add_candidate(self, mid: str, cand: Optional[str]) -> None:
-        if self._pc is None or self._end_of_candidates:
+        if self._pc is None:
             return
         if cand is None:
+            # aioice takes no candidate after end-of-candidates, and a client may send one (a late
+            # interface): the end is passed on once no candidate has come for EOC_GRACE seconds.
             self._end_of_candidates = True
-            await self._pc.addIceCandidate(None)
+            self._schedule_end_of_candidates()
             return
         text = cand[len("a="):] if cand.startswith("a=") else cand
         text = text[len("candidate:"):] if text.startswith("candidate:") else text
@@ -973,6 +991,22 @@ class EmulatedCall:
             return
         candidate.sdpMid = mid
         await self._pc.addIceCandidate(candidate)
+        if self._end_of_candidates:
+            self.candidates_after_end += 1
+            self._schedule_end_of_candidates()
+
+    EOC_GRACE = 1.0
+
+    def _schedule_end_of_candidates(self) -> None:
+        if self._eoc_timer is not None:
+            self._eoc_timer.cancel()
+        self._eoc_timer = asyncio.get_running_loop().call_later(
+            self.EOC_GRACE, lambda: self.enqueue(self._pass_end_of_candidates))
+
+    async def _pass_end_of_candidates(self) -> None:
+        self._eoc_timer = None
+        if self._pc is not None:
+            await self._pc.addIceCandidate(None)
 
     # -- SDP over XMPP (§5) ------------------------------------------------------
 
@@ -1048,7 +1082,9 @@ class EmulatedCall:
     # -- teardown ------------------------------------------------------------------
 
     async def _close_media(self) -> None:
-        self._gateway.forget_pending(self)
+        if self._eoc_timer is not None:
+            self._eoc_timer.cancel()
+            self._eoc_timer = None
         pump, self._pump = self._pump, None
         if pump is not None:
             try:

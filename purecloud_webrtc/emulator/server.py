@@ -69,8 +69,13 @@ class Emulator:
     :param org_name: organisation name; JIDs live in ``{org_name}.orgspan.com``.
     :param tone_hz: frequency the far end plays by default.
     :param ice_servers: RTCIceServer-like dicts (``{"urls": "turn:h:3478", "username":…,
-        "credential":…}``) that XEP-0215 discovery returns; default none (empty lists).
-        The emulator itself never uses them.
+        "credential":…}``) that XEP-0215 discovery returns, besides the emulator's own STUN server
+        (``stun``). The emulator itself never uses them.
+    :param stun: run a STUN responder on 127.0.0.1 and advertise it over XEP-0215, as the service always
+        advertises STUN (a client that follows the official rule gathers relay candidates only when
+        discovery returns no STUN server, docs/protocol.rst §2.8). ``None`` (default): only when
+        ``ice_servers`` is not given; ``True``: also beside ``ice_servers``; ``False``: never.
+    :param stun_port: UDP port of that responder (``0``: a free one).
     :param trickle_candidates: gateway candidates as ``transport-info`` after session-initiate
         (default) or inline in it.
     :param alert_timeout: retract calls not proceeded within this many seconds (``None``: never).
@@ -99,6 +104,8 @@ class Emulator:
         org_name: str = "acmecorp",
         tone_hz: float = 440.0,
         ice_servers: "Optional[Sequence[dict[str, Any]]]" = None,
+        stun: Optional[bool] = None,
+        stun_port: int = 0,
         trickle_candidates: bool = True,
         alert_timeout: Optional[float] = None,
         sdp_over_xmpp: bool = False,
@@ -121,6 +128,11 @@ class Emulator:
         self.access_token = access_token
         self.tone_hz = float(tone_hz)
         self.ice_servers: list[dict[str, Any]] = list(ice_servers or [])
+        self.stun = ice_servers is None if stun is None else bool(stun)
+        if not isinstance(stun_port, int) or not 0 <= stun_port <= 65535:
+            raise ValueError(f"stun_port must be an int in 0..65535, not {stun_port!r}")
+        self.stun_port = stun_port
+        self._stun: Optional[Any] = None
         self.trickle_candidates = trickle_candidates
         self.alert_timeout = alert_timeout
         self.sdp_over_xmpp = sdp_over_xmpp
@@ -248,6 +260,11 @@ class Emulator:
 
     async def _startup(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.stun:
+            from .stun import StunResponder
+
+            self._stun = await StunResponder(self.stun_port, self.logger).start()
+            self.ice_servers = [{"urls": self._stun.url}] + self.ice_servers
         self._router = XmppRouter(self._state, self.ice_servers, self.logger)
         if self.xmpp_server is not None:
             from .xmpp_client_gateway import XmppClientRouter
@@ -296,6 +313,8 @@ class Emulator:
             await self._router.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._stun is not None:
+            self._stun.close()
         if self._tls_material is not None:
             self._tls_material.cleanup()
         self._state.changed()
@@ -555,6 +574,22 @@ class Emulator:
             self.user = updated
             self.access_token = new_token
         return updated
+
+    @property
+    def stun_url(self) -> Optional[str]:
+        """``stun:127.0.0.1:{port}`` of the emulator's own STUN responder (``None`` without one)."""
+        return self._stun.url if self._stun is not None else None
+
+    @property
+    def unsolicited_iq_results(self) -> "list[str]":
+        """Ids of IQ results/errors from clients that matched no IQ the gateway was waiting for (the last 100)."""
+        gateway = self._gateway_or_fail()
+        return gateway.call_on_loop(lambda: list(gateway.unsolicited))
+
+    @property
+    def stun_requests_answered(self) -> int:
+        """How many STUN Binding requests the emulator's responder answered."""
+        return self._stun.answered if self._stun is not None else 0
 
     def set_ice_servers(self, ice_servers: "Sequence[dict[str, Any]]") -> None:
         """Change what XEP-0215 discovery returns from now on (e.g. TURN credentials that rotated)."""

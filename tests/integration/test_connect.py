@@ -37,7 +37,7 @@ def test_turn_without_stun_means_relay_only():
 
 
 def test_no_ice_servers_keeps_host_candidates():
-    with Emulator() as emu, make(emu) as sdk:
+    with Emulator(stun=False) as emu, make(emu) as sdk:
         sdk.initialize()
         assert sdk.ice_servers == [] and sdk._core.ice_transport_policy == "all"
 

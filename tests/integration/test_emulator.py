@@ -515,13 +515,27 @@ def test_ping_disco_and_unknown_iq(emu: Emulator, client_factory: Callable[..., 
     assert "service-unavailable" in stanza_error(reply)
 
 
-def test_extdisco_empty_by_default(emu: Emulator, client_factory: Callable[..., RawClient]) -> None:
+def test_extdisco_advertises_the_emulators_stun_server_by_default(emu: Emulator,
+                                                                    client_factory: Callable[..., RawClient]) -> None:
     client = client_factory()
-    for kind in ("turn", "stun"):
+    port = emu.stun_url.rsplit(":", 1)[1]  # type: ignore[union-attr]
+    for kind, expected in (("turn", []), ("stun", [{"type": "stun", "host": "127.0.0.1", "port": port}])):
         reply = client.iq(f'<services xmlns="{NS["extdisco"]}" type="{kind}"/>', to=emu.user.domain)
         services = reply.find(q("extdisco", "services"))
-        assert reply.get("type") == "result" and services is not None
-        assert services.get("type") == kind and len(services) == 0
+        assert reply.get("type") == "result" and services is not None and services.get("type") == kind
+        assert [dict(s.attrib) for s in services] == expected
+
+
+def test_extdisco_empty_without_stun() -> None:
+    with Emulator(stun=False) as emu:
+        client = RawClient(new_channel(emu))
+        try:
+            client.login(emu.user)
+            for kind in ("turn", "stun"):
+                reply = client.iq(f'<services xmlns="{NS["extdisco"]}" type="{kind}"/>', to=emu.user.domain)
+                assert len(reply.find(q("extdisco", "services"))) == 0  # type: ignore[arg-type]
+        finally:
+            client.close()
 
 
 def test_extdisco_configured() -> None:
@@ -895,16 +909,19 @@ def test_sdp_over_xmpp_offer_answer() -> None:
             offer = rpc(client.expect(lambda e: (rpc(e) or {}).get("method") == "offer", "offer"))
             assert offer and offer["params"]["sessionId"] == call.session_id
             assert offer["params"]["conversationId"] == call.conversation_id and "a=candidate" not in offer["params"]["sdp"]
+            # The service's form only: "m={mid} 9 RTP/AVP 0" + a candidate; no end-of-candidates fragment.
             remote: list[tuple[str, Optional[str]]] = []
-            while not remote or remote[-1][1] is not None:
-                msg = rpc(client.expect(lambda e: (rpc(e) or {}).get("method") == "iceCandidate", "iceCandidate"))
+            while True:
+                try:
+                    msg = rpc(client.expect(lambda e: (rpc(e) or {}).get("method") == "iceCandidate", "iceCandidate",
+                                            timeout=5.0 if not remote else 0.5))
+                except AssertionError:
+                    assert remote, "no candidate trickled"
+                    break
                 sdp = msg["params"]["sdp"] if msg else ""
-                if "end-of-candidates" in sdp:
-                    remote.append(("0", None))
-                else:
-                    mid = sdp.split()[0][2:]
-                    remote.append((mid, sdp.splitlines()[1][2:]))
-            answer = peer.answer(offer["params"]["sdp"], remote)
+                assert sdp.startswith("m=") and "end-of-candidates" not in sdp, sdp
+                remote.append((sdp.split()[0][2:], sdp.splitlines()[1][2:]))
+            answer = peer.answer(offer["params"]["sdp"], remote + [("0", None)])
 
             def send_rpc(method: str, **params: Any) -> Element:
                 body = json.dumps({"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": method,

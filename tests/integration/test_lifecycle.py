@@ -54,7 +54,8 @@ def test_all_candidates_are_loopback(emulator, make_sdk):
     session, call = answer(sdk, emulator)
     candidates = re.findall(r"a=candidate:\S+ \d \S+ \d+ (\S+) \d+ typ", session.local_sdp)
     assert candidates and set(candidates) == {"127.0.0.1"}
-    assert "stun:" not in str(sdk.ice_servers) and sdk.ice_servers == []
+    # The only STUN server is the emulator's own responder on 127.0.0.1: no public one is ever added.
+    assert sdk.ice_servers == [{"urls": emulator.stun_url}] and emulator.stun_url.startswith("stun:127.0.0.1:")
 
 
 def test_disconnect_with_survivability_keeps_media_flowing(emulator, make_sdk):

@@ -70,3 +70,25 @@ def test_emulator_command_line_starts_and_stops():
         proc.terminate()
         proc.wait(timeout=15)
         proc.stdout.close()
+
+
+@pytest.mark.parametrize("stun", [True, False])
+def test_emulator_command_line_advertises_stun_and_turn(stun):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = ["--port", "0", "--turn", "turn:127.0.0.1:3478?transport=udp", "--turn-username", "u",
+            "--turn-password", "p"] + ([] if stun else ["--no-stun"])
+    proc = subprocess.Popen([sys.executable, "-m", "purecloud_webrtc.emulator", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("Serving"):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        servers = next(line for line in lines if line.startswith("ICE servers:"))
+        assert ("stun:127.0.0.1:" in servers) is stun, servers
+        assert "turn:127.0.0.1:3478?transport=udp" in servers, servers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        proc.stdout.close()
