@@ -53,7 +53,7 @@ TESTED: Dict[str, Tuple[str, str]] = {
 }
 
 HOOKS = ("jitter_buffer", "rfc4733_send", "rfc4733_receive", "codec_name", "host_addresses", "jitter_frame",
-         "libopus")
+         "libopus", "dtls_certificate")
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,22 @@ def _static_checks() -> Dict[str, HookStatus]:
         check("jitter_frame", False, str(exc))
     check("libopus", bool(pyav_libopus_paths()), "PyAV bundles no libopus (the system's is tried)")
     return checks
+
+
+# -- dtls_certificate: a new peer connection for a call keeps the call's DTLS certificate ---------
+
+_PC_CERTIFICATES = "_RTCPeerConnection__certificates"
+
+
+def reuse_certificate(new_pc: Any, old_pc: Any) -> bool:
+    """Give ``new_pc`` the DTLS certificate of ``old_pc`` (before either negotiates), so the fingerprint the
+    far end knows stays true after the media is re-established; ``False`` (recorded in :func:`probe`) when
+    aiortc does not look as expected: the new certificate's fingerprint is then signalled instead."""
+    certificates = getattr(old_pc, _PC_CERTIFICATES, None)
+    if not isinstance(certificates, list) or not isinstance(getattr(new_pc, _PC_CERTIFICATES, None), list):
+        return _record("dtls_certificate", False, f"RTCPeerConnection.{_PC_CERTIFICATES} is missing")
+    setattr(new_pc, _PC_CERTIFICATES, list(certificates))
+    return _record("dtls_certificate", True)
 
 
 # -- jitter_buffer: our receive path in place of aiortc's ---------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +38,24 @@ def only_sha256(sdp: str) -> str:
     if any(line.startswith("a=fingerprint:sha-256 ") for line in lines):
         lines = [line for line in lines if not line.startswith("a=fingerprint:") or line.startswith("a=fingerprint:sha-256 ")]
     return "\r\n".join(lines)
+
+
+class _ConnectionTrack(MediaStreamTrack):
+    """What one peer connection sends: the call's track, read through. aiortc's sender stops its track when
+    the connection closes or its transport dies; this stops only here, so the call's own track (with its
+    source, DTMF and mute) can go on in the next connection after an ICE restart (:meth:`SessionMedia.restart`).
+    """
+
+    kind = "audio"
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        super().__init__()
+        self.track = track
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self.track.recv()
 
 
 class SessionMedia:
@@ -116,6 +135,44 @@ class SessionMedia:
         local = self.quality.munge_answer(only_sha256(self.pc.localDescription.sdp))
         return shape_answer(answer_telephone_event(local, prepared), plan)
 
+    async def restart(self, offer: str) -> str:
+        """Re-establish the call's media on a new peer connection for ``offer`` (the remote description after
+        an ICE restart: aiortc 1.16 cannot restart ICE on a live connection). Everything of the call stays:
+        the sending track with its source, DTMF and RFC 4733 sending, the sink with its pump, recording and
+        levels, the DTLS certificate (so our fingerprint stays true). Returns our new local SDP.
+
+        :raises NegotiationError: when the new offer has no usable audio, or moves it to another section.
+        """
+        from . import _internals
+        from ._negotiation import NegotiationError, plan_offer, shape_answer
+
+        assert self.pc is not None and self.plan is not None
+        prepared, plan = plan_offer(offer, self.core.options.codec_preferences)
+        if (plan.index, plan.mid) != (self.plan.index, self.plan.mid):
+            raise NegotiationError(f"the restart moves the call's audio from section {self.plan.mid!r} to "
+                                   f"{plan.mid!r}")
+        old = self.pc
+        pc = RTCPeerConnection(self._configuration())
+        _internals.reuse_certificate(pc, old)
+        # From here on the old connection's events are not the call's (see _wire): closing it is no hang-up.
+        self.pc = pc
+        self._wire(pc)
+        pump, self.pump = self.pump, None
+        if pump is not None:
+            await pump.stop()
+        if self.te_sender is not None:
+            self.te_sender.uninstall()
+            self.te_sender = None
+        self.remote_track = None
+        await old.close()  # stops its _ConnectionTrack only: the call's track goes on in `pc`
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=prepared, type="offer"))
+        if self.dtmf_track is not None:
+            pc.addTrack(_ConnectionTrack(self.dtmf_track))
+        await pc.setLocalDescription(await pc.createAnswer())
+        self.offer, self.plan = prepared, plan
+        local = self.quality.munge_answer(only_sha256(pc.localDescription.sdp))
+        return shape_answer(self._setup_rfc4733(local, prepared), plan)
+
     async def answer(self, source: Optional["AudioSource"], sink: Optional["AudioSink"], owns_source: bool,
                      owns_sink: bool, remote_sdp: str) -> str:
         """Start our audio (``source``; ``None``: receive only) and playout into ``sink``; returns our answer.
@@ -140,7 +197,7 @@ class SessionMedia:
             # In-band DTMF rides on top of whatever is sent (aiortc has no RFC 4733 sender).
             self.dtmf_track = DtmfOverlayTrack(send_track)
             # addTrack (not replaceTrack) makes the transceiver sendrecv (docs/protocol.rst §10.8).
-            self.pc.addTrack(self.dtmf_track)
+            self.pc.addTrack(_ConnectionTrack(self.dtmf_track))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         local = self.quality.munge_answer(only_sha256(self.pc.localDescription.sdp))
         local = self._setup_rfc4733(local, self.offer or remote_sdp)
@@ -214,6 +271,8 @@ class SessionMedia:
 
         @pc.on("track")
         def on_track(track: Any) -> None:
+            if pc is not self.pc:
+                return
             if track.kind == "audio" and self.remote_track is None:
                 self.remote_track = self.quality.wrap_track(pc, track)
                 if session.state == "active":
@@ -221,13 +280,14 @@ class SessionMedia:
 
         @pc.on("iceconnectionstatechange")
         def on_ice_state() -> None:
-            self._on_ice_state(pc.iceConnectionState)
+            if pc is self.pc:  # a connection replaced by restart() says nothing about the call
+                self._on_ice_state(pc.iceConnectionState)
 
         @pc.on("connectionstatechange")
         def on_connection_state() -> None:
             # DTLS closed by the far end (its hang-up that never reached us) or failed: the media is gone
             # even while ICE still looks connected.
-            if pc.connectionState in ("closed", "failed"):
+            if pc is self.pc and pc.connectionState in ("closed", "failed"):
                 self._on_ice_state(pc.connectionState)
 
     # -- end -----------------------------------------------------------------------------------
@@ -245,6 +305,8 @@ class SessionMedia:
                 await self.pc.close()
             except Exception:
                 log.debug("pc close failed", exc_info=True)
+        if self.dtmf_track is not None:
+            self.dtmf_track.stop()  # the call's sending chain (DTMF overlay, live track, source's track)
         closers = []
         if self.live is not None:
             recorder = await self.live.close()

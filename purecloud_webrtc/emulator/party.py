@@ -377,6 +377,9 @@ class EmulatedCall:
         self._eoc_timer: Optional[asyncio.TimerHandle] = None
         #: remote candidates that came after the client's end-of-candidates (applied all the same)
         self.candidates_after_end = 0
+        #: ICE restarts this far end made (:meth:`restart_ice`)
+        self.restarts = 0
+        self._restart_pending = False
         self._tasks: set["asyncio.Future[Any]"] = set()
 
     def __repr__(self) -> str:
@@ -421,6 +424,49 @@ class EmulatedCall:
         if reason not in JINGLE_REASONS:
             raise ValueError(f"unknown Jingle reason {reason!r}; one of {', '.join(sorted(JINGLE_REASONS))}")
         self._run(self._hangup, reason, timeout=timeout, what="hangup")
+
+    def restart_ice(self, timeout: float = 10) -> None:
+        """The far end restarts ICE on a live Jingle call (XEP-0176): a ``transport-info`` with new ICE
+        credentials and DTLS fingerprint, then its new candidates. aiortc cannot restart ICE on a live
+        connection, so the far end's media starts over on a new peer connection (new tone track, new
+        :meth:`heard_frequency` buffer); the client's ``transport-info`` with its own new credentials
+        completes it.
+
+        :raises EmulatorError: in SDP-over-XMPP mode, with a libwebrtc far end, or before the call is accepted.
+        """
+        self._run(self._restart_ice, timeout=timeout, what="ICE restart")
+
+    async def _restart_ice(self) -> None:
+        if self.sdp_over_xmpp or self._gateway.remote_party is not None:
+            raise EmulatorError("restart_ice() needs a Jingle call with the aiortc far end")
+        if self._state not in ("accepted", "connected") or self._pc is None:
+            raise EmulatorError(f"restart_ice() needs an accepted call, this one is {self._state}")
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            await pump.stop()
+        if self._eoc_timer is not None:
+            self._eoc_timer.cancel()
+            self._eoc_timer = None
+        old, self._pc = self._pc, None
+        await old.close()
+        self._media_connected = False
+        self._end_of_candidates = False
+        sdp = await self._start_media()
+        self.local_sdp = sdp
+        self._restart_pending = True
+        self.restarts += 1
+        sdp_mod = _sdp_helpers()
+        stripped, candidates = sdp_mod.split_candidates(sdp)
+        for content in sdp_mod.sdp_to_jingle(stripped, "initiator", include_candidates=False):
+            transport = content.find(q("ice_udp", "transport"))
+            if content.tag != q("jingle", "content") or transport is None:
+                continue
+            for child in [c for c in content if c is not transport]:
+                content.remove(child)
+            info = self._jingle("transport-info")
+            info.append(content)
+            self._spawn(self._gateway.send_iq(self, info))
+        self._trickle(sdp, candidates)
 
     def retract(self, timeout: float = 10) -> None:
         """The caller hangs up before the call was answered: ``<retract/>`` to the user's resources.
@@ -885,8 +931,11 @@ class EmulatedCall:
             self._set_state("ended")
             await self._close_media()
             return
-        if not self.trickle:
-            return
+        if self.trickle:
+            self._trickle(sdp, candidates)
+
+    def _trickle(self, sdp: str, candidates: list[tuple[str, str]]) -> None:
+        """Our candidates, one ``transport-info`` each, then the end of candidates."""
         sdp_mod = _sdp_helpers()
         ufrags = ufrags_by_mid(sdp)
         for mid, cand in candidates:
@@ -937,10 +986,19 @@ class EmulatedCall:
         elif action == "transport-info":
             try:
                 entries = sdp_mod.parse_transport_info(jingle)
+                creds = sdp_mod.transport_credentials(jingle)
             except Exception as exc:
                 conn.send(iq_error(iq, "bad-request", error_type="modify", text=str(exc)))
                 return
             conn.send(iq_result(iq))
+            if creds is not None and self._restart_pending and self._pc is not None:
+                # The client's half of our ICE restart: its new credentials (and fingerprint) complete the
+                # new connection's description.
+                answer = sdp_mod.with_credentials(self.remote_sdp or "", creds)
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+                self.remote_sdp = answer
+                self._restart_pending = False
+                self._setup_rfc4733(answer)
             for mid, _ufrag, cand in entries:
                 if self._accepted:
                     await self._add_candidate(mid, cand)

@@ -64,6 +64,9 @@ __all__ = [
     "split_candidates",
     "transport_info_content",
     "parse_transport_info",
+    "TransportCredentials",
+    "transport_credentials",
+    "with_credentials",
     "direction_to_senders",
     "senders_to_direction",
 ]
@@ -1099,3 +1102,63 @@ def parse_transport_info(jingle: Element) -> list[tuple[str, Optional[str], Opti
         if find(transport, "ice_udp", "gathering-complete") is not None:
             result.append((name, ufrag, None))
     return result
+
+
+@dataclass(frozen=True)
+class TransportCredentials:
+    """The ICE credentials (and DTLS fingerprints, when given) a ``transport-info`` carries."""
+
+    ufrag: str
+    pwd: str
+    #: ``(hash, fingerprint, setup or None)`` triples
+    fingerprints: tuple[tuple[str, str, Optional[str]], ...] = ()
+
+
+def transport_credentials(jingle: Element) -> Optional[TransportCredentials]:
+    """The new ICE credentials of a ``transport-info`` that restarts ICE (XEP-0176: a transport with a
+    ``ufrag`` *and* a ``pwd``); ``None`` for plain trickle, whose transports carry a ufrag at most.
+
+    :raises SdpError: when contents disagree on the credentials, or a fingerprint is empty.
+    """
+    found: Optional[TransportCredentials] = None
+    for content in findall(jingle, "jingle", "content"):
+        transport = find(content, "ice_udp", "transport")
+        if transport is None or not transport.get("ufrag") or not transport.get("pwd"):
+            continue
+        where = f"transport-info content {content.get('name')!r}"
+        fingerprints = []
+        for fp in findall(transport, "dtls", "fingerprint"):
+            value = (fp.text or "").strip()
+            if not value:
+                raise SdpError(f"{where}: <fingerprint> is empty")
+            setup = fp.get("setup")
+            if setup is not None and setup not in _SETUPS:
+                raise SdpError(f"{where}: unknown fingerprint setup {setup!r}")
+            fingerprints.append((_required_attr(fp, "hash", where), _clean(value, where), setup))
+        creds = TransportCredentials(_clean(transport.get("ufrag", ""), where), _clean(transport.get("pwd", ""), where),
+                                     tuple(fingerprints))
+        if found is not None and (found.ufrag, found.pwd) != (creds.ufrag, creds.pwd):
+            raise SdpError("transport-info contents carry different ICE credentials (BUNDLE has one transport)")
+        found = found or creds
+    return found
+
+
+def with_credentials(sdp: str, creds: TransportCredentials) -> str:
+    """``sdp`` with every section's ICE credentials (and fingerprints and setup, when ``creds`` has them)
+    replaced by ``creds``, and its candidates removed: the description after an ICE restart."""
+    out = []
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if not line or line.startswith(("a=candidate:", "a=end-of-candidates")):
+            continue
+        if line.startswith("a=ice-ufrag:"):
+            line = f"a=ice-ufrag:{creds.ufrag}"
+        elif line.startswith("a=ice-pwd:"):
+            line = f"a=ice-pwd:{creds.pwd}"
+        elif creds.fingerprints and line.startswith("a=fingerprint:"):
+            if out and out[-1].startswith("a=fingerprint:"):
+                continue
+            line = "\n".join(f"a=fingerprint:{h} {v}" for h, v, _ in creds.fingerprints)
+        elif creds.fingerprints and creds.fingerprints[0][2] and line.startswith("a=setup:"):
+            line = f"a=setup:{creds.fingerprints[0][2]}"
+        out.extend(line.split("\n"))
+    return "\r\n".join(out) + "\r\n"

@@ -111,6 +111,8 @@ class JingleSession:
         self.ended_at: Optional[float] = None
         self.active_sent = False
         self.local_ufrag: Optional[str] = None
+        #: how many ICE restarts of the far end re-established this call's media
+        self.restarts = 0
         #: "jingle", or "rpc" when the server negotiates with JSON-RPC SDP-over-XMPP (docs/protocol.rst §5).
         self.mode = "jingle"
         self._lock = asyncio.Lock()
@@ -262,7 +264,13 @@ class JingleSession:
             # may still be on its way through signalling: give it a moment before ending the call ourselves.
             self._set_connection_state(ConnectionState.DISCONNECTED)
             grace = max(2.0, self.core.options.media_interrupted_after)
-            self.core.loop.call_later(grace, self._end_for_media, "connectivity-error", "the media connection closed")
+            closed = self.rtc.pc
+
+            def end_unless_restarted() -> None:
+                if self.rtc.pc is closed:  # an ICE restart meanwhile brought new media (restart())
+                    self._end_for_media("connectivity-error", "the media connection closed")
+
+            self.core.loop.call_later(grace, end_unless_restarted)
 
     async def _watch_media(self) -> None:
         """RTP inactivity: ``interrupted`` after ``media_interrupted_after`` s without remote media, back when it
@@ -463,15 +471,23 @@ class JingleSession:
         except Exception as exc:  # one bad candidate must not hurt the call
             log.warning("session %s: remote candidate %r refused: %s", self.sid, candidate, exc)
 
+    def _remote_ufrag(self) -> Optional[str]:
+        return next((line[len("a=ice-ufrag:"):].strip() for line in (self.remote_sdp or "").splitlines()
+                     if line.startswith("a=ice-ufrag:")), None)
+
     async def on_transport_info(self, jingle: Element) -> None:
         async with self._lock:
             if self.rtc.pc is None or self.ended:
                 return
             try:
                 entries = sdpmod.parse_transport_info(jingle)
+                creds = sdpmod.transport_credentials(jingle)
             except sdpmod.SdpError as exc:
                 self.core.report_error(exc, {"session_id": self.sid, "action": "transport-info"})
                 return
+            if creds is not None and creds.ufrag != self._remote_ufrag():
+                if not await self._restart_ice(creds):
+                    return
             for mid, _ufrag, candidate in entries:
                 if candidate is not None and not self._admit_candidate(
                         candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate):
@@ -480,6 +496,43 @@ class JingleSession:
                     await self.rtc.add_candidate(candidate, mid=mid)
                 except Exception as exc:  # a bad candidate must not hurt the others
                     log.warning("session %s: remote candidate %r refused: %s", self.sid, candidate, exc)
+
+    async def _restart_ice(self, creds: "sdpmod.TransportCredentials") -> bool:
+        """The far end restarted ICE (XEP-0176: a ``transport-info`` with a new ufrag and pwd): re-establish the
+        media under this same session (:meth:`SessionMedia.restart`) and send our new credentials, fingerprint
+        and candidates the same way. Returns whether the candidates that came with it can be added.
+        A call not yet answered just takes the new credentials into the offer it will answer."""
+        offer = sdpmod.with_credentials(self.remote_sdp or "", creds)
+        self.core.trace("info", f"session {self.sid}: the far end restarted ICE", {"session_id": self.sid})
+        try:
+            if self.state != SessionState.ACTIVE:
+                old = self.rtc.pc
+                await self.rtc.apply_offer(offer)
+                if old is not None:
+                    await old.close()
+                self.remote_sdp = offer
+                return True
+            local = await self.rtc.restart(offer)
+        except Exception as exc:  # the media cannot come back: the call is over, and says why
+            self.remote_sdp = offer
+            await self.finish("failed-application", text=f"ICE restart failed: {exc}", send=True)
+            self.core.report_error(MediaError(f"session {self.sid}: the ICE restart failed: {exc}"),
+                                   {"session_id": self.sid})
+            return False
+        self.remote_sdp, self.local_sdp = offer, local
+        self.restarts += 1
+        stripped, candidates = sdpmod.split_candidates(local)
+        # Our new transport first (XEP-0176: credentials and fingerprint in a transport-info), then trickle.
+        contents = sdpmod.sdp_to_jingle(stripped, "responder", include_candidates=False)
+        for content in contents:
+            transport = content.find(q("ice_udp", "transport"))
+            if content.tag != q("jingle", "content") or transport is None or not transport.get("ufrag"):
+                continue
+            for description in [c for c in content if c is not transport]:
+                content.remove(description)
+            self._send_jingle("transport-info", content)
+        self._trickle(stripped, candidates)
+        return True
 
     async def on_terminate(self, jingle: Element) -> None:
         condition, text = parse_reason(jingle)
@@ -516,6 +569,13 @@ class JingleSession:
     def _send_session_accept(self, stripped: str, candidates: "list[tuple[str, str]]") -> None:
         contents = sdpmod.sdp_to_jingle(stripped, "responder", include_candidates=False)
         self._send_jingle("session-accept", *contents)
+        self._trickle(stripped, candidates, contents)
+
+    def _trickle(self, stripped: str, candidates: "list[tuple[str, str]]",
+                 contents: "Optional[list[Element]]" = None) -> None:
+        """Our candidates, one ``transport-info`` each, then the end of candidates (§4.4, §4.5)."""
+        if contents is None:
+            contents = sdpmod.sdp_to_jingle(stripped, "responder", include_candidates=False)
         ufrags = {}
         for content in contents:
             transport = content.find(q("ice_udp", "transport"))

@@ -156,3 +156,69 @@ def test_candidates_after_end_of_candidates_are_applied(make_sdk, emulator):
     assert call.state == "connected"
     with sdk.expect_event("sessionEnded"):
         call.hangup()
+
+
+def test_an_ice_restart_in_jingle_mode_keeps_the_call(make_sdk, emulator, tmp_path):
+    """The far end restarts ICE (XEP-0176 transport-info with new credentials): the same session object
+    carries on, with its source, sink, events and recording, and audio flows both ways again. aiortc
+    cannot restart ICE, so the media is re-established on a new peer connection under the session."""
+    sdk = make_sdk(default_source=ToneSource(700.0), default_sink=BufferSink())
+    with sdk.expect_event("sessionStarted") as started:
+        call = emulator.inbound_call(auto_answer=True, tone_hz=500.0)
+    session = started.value
+    call.wait_state("connected", timeout=15)
+    wait_until(lambda: session.connection_state == "connected", 10, "connected")
+    ended = []
+    sdk.on("sessionEnded", lambda s, reason: ended.append(reason))
+    sink, first_ufrag = session.sink, session._core_session.local_ufrag
+    session.start_recording(tmp_path / "call.wav")
+    before = time.monotonic()
+    call.restart_ice()
+    # The far end's new media hears us again; we hear its new tone track through the same sink.
+    call.wait_for_audio(timeout=15, min_seconds=1.0)
+    assert abs(call.heard_frequency(seconds=1.0) - 700.0) <= TOL
+    sink.clear()
+    assert sink.wait_for_duration(1.2, timeout=15)
+    assert abs(sink.dominant_frequency(last_seconds=1.0) - 500.0) <= TOL
+    core = session._core_session
+    assert core.restarts == 1 and session.sink is sink and not session.ended and ended == []
+    assert sdk.sessions == [session] and session.id == call.session_id
+    assert core.local_ufrag is not None and core.local_ufrag != first_ufrag
+    # Our new credentials went out in a transport-info with a pwd and our (unchanged) fingerprint.
+    infos = [t for d, t in emulator.stanzas() if d == "in" and 'action="transport-info"' in t and "pwd=" in t]
+    assert infos and "fingerprint" in infos[-1]
+    recording = session.stop_recording()  # one recording across the restart
+    assert recording.seconds >= 0.8 * (time.monotonic() - before) - 1.0, recording
+    with sdk.expect_event("sessionEnded"):
+        call.hangup()
+
+
+@pytest.mark.parametrize("action,body,condition", [
+    ("content-add", '<content creator="initiator" name="v"><description xmlns="urn:xmpp:jingle:apps:rtp:1" '
+                    'media="video"/></content>', "feature-not-implemented"),
+    ("transport-replace", '<content creator="initiator" name="0"/>', "feature-not-implemented"),
+    ("description-info", '<content creator="initiator" name="0"/>', "feature-not-implemented"),
+    ("session-initiate", '<content creator="initiator" name="0"/>', "unexpected-request"),
+])
+def test_other_renegotiations_are_refused_and_the_call_goes_on(make_sdk, emulator, action, body, condition):
+    """Renegotiations we do not support get XEP-0166's answer; never a second session, and the call goes on."""
+    sdk = make_sdk(default_source=ToneSource(700.0), default_sink=BufferSink())
+    with sdk.expect_event("sessionStarted") as started:
+        call = emulator.inbound_call(auto_answer=True, tone_hz=500.0)
+    session = started.value
+    call.wait_state("connected", timeout=15)
+    client = emulator.connected_resources()[0]
+    emulator.send_raw(f'<iq xmlns="jabber:client" type="set" id="reneg-1" from="{call.gateway_jid}" to="{client}">'
+                      f'<jingle xmlns="urn:xmpp:jingle:1" action="{action}" sid="{call.session_id}">{body}</jingle></iq>')
+
+    def reply() -> str:
+        return next((t for d, t in emulator.stanzas() if d == "in" and 'id="reneg-1"' in t), "")
+
+    wait_until(lambda: reply() != "", 5, f"the reply to {action}")
+    assert 'type="error"' in reply() and f"<{condition}" in reply(), reply()
+    assert sdk.sessions == [session] and not session.ended
+    session.sink.clear()
+    assert session.sink.wait_for_duration(1.0, timeout=10)
+    assert abs(session.sink.dominant_frequency(last_seconds=0.8) - 500.0) <= TOL
+    with sdk.expect_event("sessionEnded"):
+        call.hangup()

@@ -138,3 +138,30 @@ def test_a_payload_type_listed_twice_is_one_payload_type() -> None:
     contents = sdp_to_jingle(doubled, "initiator")
     ids = [pt.get("id") for pt in contents[0].iter(q("rtp", "payload-type"))]
     assert ids == fmts
+
+
+def _transport_info(*transports: str) -> Any:
+    contents = "".join(f'<content creator="initiator" name="{i}"><transport xmlns="urn:xmpp:jingle:transports:ice-udp:1"'
+                       f' {t}</transport></content>' for i, t in enumerate(transports))
+    return _xml.parse(f'<jingle xmlns="urn:xmpp:jingle:1" action="transport-info" sid="s">{contents}</jingle>')
+
+
+def test_transport_credentials_tell_a_restart_from_trickle() -> None:
+    from purecloud_webrtc.jingle.sdp import SdpError, transport_credentials, with_credentials
+
+    assert transport_credentials(_transport_info('ufrag="a">')) is None  # plain trickle: ufrag only
+    fp = '<fingerprint xmlns="urn:xmpp:jingle:apps:dtls:0" hash="sha-256" setup="actpass">AB:CD</fingerprint>'
+    creds = transport_credentials(_transport_info(f'ufrag="new" pwd="secretsecretsecretsecret">{fp}'))
+    assert creds is not None and (creds.ufrag, creds.pwd) == ("new", "secretsecretsecretsecret")
+    assert creds.fingerprints == (("sha-256", "AB:CD", "actpass"),)
+    with pytest.raises(SdpError, match="different ICE credentials"):
+        transport_credentials(_transport_info('ufrag="a" pwd="p1p1p1p1p1p1p1p1p1p1p1">', 'ufrag="b" pwd="p2p2p2p2p2p2p2p2p2p2">'))
+    with pytest.raises(SdpError, match="empty"):
+        transport_credentials(_transport_info('ufrag="a" pwd="p">'
+                                              '<fingerprint xmlns="urn:xmpp:jingle:apps:dtls:0" hash="sha-256"/>'))
+    offer = (CORPUS / "chromium" / "two-audio.gathered.offer.sdp").read_text()
+    restarted = with_credentials(offer, creds)
+    assert "a=candidate" not in restarted and "a=ice-ufrag:new" in restarted
+    assert restarted.count("a=ice-ufrag:new") == offer.count("a=ice-ufrag:")
+    assert restarted.count("a=fingerprint:sha-256 AB:CD") == offer.count("a=fingerprint:")
+    assert "a=setup:actpass" in restarted
