@@ -8,24 +8,20 @@ to 127.0.0.1: nothing is contacted.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AudioStreamTrack
+from answering import answer
 from sdp_semantic import semantic
 
 from purecloud_webrtc import _xml
-from purecloud_webrtc._ice import release_host_addresses, restrict_host_addresses
-from purecloud_webrtc._negotiation import (DEFAULT_CODEC_PREFERENCES, NegotiationError, check_codec_preferences,
-                                           plan_offer, shape_answer)
+from purecloud_webrtc._negotiation import (NegotiationError, check_codec_preferences,
+                                           plan_offer)
 from purecloud_webrtc._xml import element, q
 from purecloud_webrtc.jingle.sdp import jingle_to_sdp, sdp_to_jingle, split_candidates
-from purecloud_webrtc.media.rfc4733 import answer_telephone_event
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -57,26 +53,6 @@ def codec_names(section: List[str]) -> Dict[str, str]:
 def telephone_events(section: List[str]) -> List[Tuple[str, int]]:
     return [(m.group(1), int(m.group(2))) for line in section
             for m in [re.match(r"a=rtpmap:(\d+) telephone-event/(\d+)", line)] if m]
-
-
-def answer(offer: str, preferences: Sequence[str] = DEFAULT_CODEC_PREFERENCES) -> str:
-    remote, _ = split_candidates(offer)
-    prepared, plan = plan_offer(remote, preferences)
-
-    async def run() -> str:
-        loop = asyncio.get_running_loop()
-        restrict_host_addresses(loop, ["127.0.0.1"])
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(prepared, "offer"))
-            pc.addTrack(AudioStreamTrack())
-            await pc.setLocalDescription(await pc.createAnswer())
-            return pc.localDescription.sdp
-        finally:
-            await pc.close()
-            release_host_addresses(loop)
-
-    return shape_answer(answer_telephone_event(asyncio.run(run()), prepared), plan)
 
 
 def expected_section(offer: str) -> Optional[int]:
