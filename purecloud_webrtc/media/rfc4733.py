@@ -51,6 +51,9 @@ def telephone_event_of(sdp: str) -> Optional[Tuple[int, int]]:
 
 
 def _add_to_audio_section(sdp: str, pt: int, rate: int) -> str:
+    """``telephone-event`` in the first audio section: its payload type in the m-line and its rtpmap/fmtp
+    lines together (before, every audio m-line got the payload type and only the first its rtpmap, so a
+    second audio section listed a payload type nobody described)."""
     lines = sdp.split("\r\n")
     out = []
     in_audio = added = False
@@ -59,7 +62,7 @@ def _add_to_audio_section(sdp: str, pt: int, rate: int) -> str:
             if in_audio and not added:
                 out.extend(_event_lines(pt, rate))
                 added = True
-            in_audio = line.startswith("m=audio ")
+            in_audio = line.startswith("m=audio ") and not added
             if in_audio:
                 parts = line.split(" ")
                 if str(pt) not in parts[3:]:

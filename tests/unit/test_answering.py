@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(30)
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "browser_sdp"
 INDEX: Dict[str, Any] = json.loads((CORPUS / "index.json").read_text())
-AUDIO_OFFERS = [e for e in INDEX["files"] if e["role"] == "offer" and "m=audio" in (CORPUS / e["file"]).read_text()]
+AUDIO_OFFERS = [e for e in INDEX["files"] if e["role"] == "offer" and "m=audio" in (CORPUS / e["file"]).read_bytes().decode()]
 RATES = {"opus": 48000, "pcmu": 8000, "pcma": 8000, "g722": 8000}
 
 
@@ -65,7 +65,7 @@ def expected_section(offer: str) -> Optional[int]:
 
 @pytest.mark.parametrize("entry", AUDIO_OFFERS, ids=[e["file"] for e in AUDIO_OFFERS])
 def test_every_audio_offer_is_answered_as_a_softphone_should(entry: Dict[str, Any]) -> None:
-    offer = (CORPUS / entry["file"]).read_text()
+    offer = (CORPUS / entry["file"]).read_bytes().decode()
     taken = expected_section(offer)
     if taken is None:
         with pytest.raises(NegotiationError):
@@ -113,7 +113,7 @@ def test_every_audio_offer_is_answered_as_a_softphone_should(entry: Dict[str, An
 
 
 def test_the_corpus_exercises_the_rules() -> None:
-    offers = [(CORPUS / e["file"]).read_text() for e in AUDIO_OFFERS]
+    offers = [(CORPUS / e["file"]).read_bytes().decode() for e in AUDIO_OFFERS]
     assert len(offers) >= 40
     assert any(sections(o)[0][0].split()[3] == "0" for o in offers), "no offer with PCMU first"
     assert any(len([s for s in sections(o) if s[0].startswith("m=audio")]) == 2 for o in offers)
@@ -122,7 +122,7 @@ def test_the_corpus_exercises_the_rules() -> None:
 
 
 def test_pcmu_first_offer_is_answered_with_opus_and_telephone_event_at_48k() -> None:
-    offer = (CORPUS / "chromium" / "pcmu-preferred.gathered.offer.sdp").read_text()
+    offer = (CORPUS / "chromium" / "pcmu-preferred.gathered.offer.sdp").read_bytes().decode()
     assert sections(offer)[0][0].split()[3] == "0" and "telephone-event/48000" in offer
     audio = sections(answer(offer))[0]
     assert codec_names(audio)[audio[0].split()[3]] == "opus"
@@ -130,26 +130,26 @@ def test_pcmu_first_offer_is_answered_with_opus_and_telephone_event_at_48k() -> 
 
 
 def test_codec_preferences_choose_the_codec() -> None:
-    offer = (CORPUS / "chromium" / "audio.gathered.offer.sdp").read_text()
+    offer = (CORPUS / "chromium" / "audio.gathered.offer.sdp").read_bytes().decode()
     audio = sections(answer(offer, ("PCMA", "opus")))[0]
     assert codec_names(audio)[audio[0].split()[3]] == "pcma"
     assert [rate for _, rate in telephone_events(audio)] == [8000]
 
 
 def test_narrowband_offer_gets_pcmu_and_telephone_event_at_8k() -> None:
-    offer = (CORPUS / "firefox" / "narrowband-only.gathered.offer.sdp").read_text()
+    offer = (CORPUS / "firefox" / "narrowband-only.gathered.offer.sdp").read_bytes().decode()
     audio = sections(answer(offer))[0]
     assert codec_names(audio)[audio[0].split()[3]] == "pcmu"
     assert [rate for _, rate in telephone_events(audio)] == [8000]
 
 
 def test_an_offer_without_usable_audio_is_refused_clearly() -> None:
-    offer = (CORPUS / "chromium" / "audio.gathered.offer.sdp").read_text()
+    offer = (CORPUS / "chromium" / "audio.gathered.offer.sdp").read_bytes().decode()
     video_only = offer.replace("m=audio ", "m=video ")
     with pytest.raises(NegotiationError, match="no audio section"):
         plan_offer(video_only)
     with pytest.raises(NegotiationError, match="it can use PCMA"):
-        plan_offer((CORPUS / "firefox" / "narrowband-only.gathered.offer.sdp").read_text().replace(
+        plan_offer((CORPUS / "firefox" / "narrowband-only.gathered.offer.sdp").read_bytes().decode().replace(
             " PCMA/", " XYZ/").replace(" PCMU/", " XYZ/").replace(" 0 8 ", " 96 97 "), ("PCMA",))
 
 
@@ -157,3 +157,15 @@ def test_an_offer_without_usable_audio_is_refused_clearly() -> None:
 def test_bad_codec_preferences_are_refused(bad: Any) -> None:
     with pytest.raises(ValueError):
         check_codec_preferences(bad)
+
+
+def test_telephone_event_is_offered_in_the_first_audio_section_only() -> None:
+    """Before, a second audio m-line got the payload type without its rtpmap, and our own reader refused it."""
+    from purecloud_webrtc.media.rfc4733 import offer_telephone_event
+
+    offer = offer_telephone_event((CORPUS / "aiortc" / "two-audio.gathered.offer.sdp").read_bytes().decode())
+    first, second = [s for s in sections(offer) if s[0].startswith("m=audio")]
+    assert "101" in first[0].split()[3:] and telephone_events(first) == [("101", 8000)]
+    assert "101" not in second[0].split()[3:] and telephone_events(second) == []
+    jingle = element(q("jingle", "jingle"), {"action": "session-initiate", "sid": "s"}, *sdp_to_jingle(offer, "initiator"))
+    assert semantic(jingle_to_sdp(_xml.parse(_xml.to_string(jingle)), "initiator")) == semantic(offer)

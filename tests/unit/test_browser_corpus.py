@@ -31,7 +31,7 @@ BROWSERS = ("chromium", "firefox")
 
 
 def text_of(entry: Dict[str, Any]) -> str:
-    return (CORPUS / entry["file"]).read_text()
+    return (CORPUS / entry["file"]).read_bytes().decode()
 
 
 def role_of(entry: Dict[str, Any]) -> str:
@@ -80,7 +80,7 @@ def test_roundtrip_means_the_same(entry: Dict[str, Any]) -> None:
 def test_a_rejected_section_is_carried_as_rejected() -> None:
     """Chromium's answer to a re-offer that stopped the video: ``m=video 0`` with ICE credentials, fingerprint
     and setup left in. Before, it became a Jingle transport and came back as port 9: accepted."""
-    sdp = (CORPUS / "chromium" / "stop-video.gathered.answer.sdp").read_text()
+    sdp = (CORPUS / "chromium" / "stop-video.gathered.answer.sdp").read_bytes().decode()
     video = sdp[sdp.index("m=video"):]
     assert video.startswith("m=video 0 ") and "a=ice-ufrag:" in video and "a=fingerprint:" in video
     contents = sdp_to_jingle(sdp, "responder")
@@ -106,7 +106,7 @@ def test_stanzas_rejected_content_is_read_as_rejected() -> None:
 def test_bundle_only_sections_stay_accepted() -> None:
     """Firefox's max-bundle offer: the video section is ``m=video 0`` with ``a=bundle-only``, on the BUNDLE
     transport, not rejected."""
-    sdp = (CORPUS / "firefox" / "max-bundle.gathered.offer.sdp").read_text()
+    sdp = (CORPUS / "firefox" / "max-bundle.gathered.offer.sdp").read_bytes().decode()
     assert "a=bundle-only" in sdp
     contents = sdp_to_jingle(sdp, "initiator")
     video = [c for c in contents if c.tag == q("jingle", "content")][1]
@@ -131,7 +131,7 @@ def test_fid_groups_keep_their_sources() -> None:
 
 def test_a_payload_type_listed_twice_is_one_payload_type() -> None:
     """A pre-gathering offer with ``111`` twice in its m-line: before, refused outright ("listed twice")."""
-    sdp = (CORPUS / "chromium" / "audio.trickle.offer.sdp").read_text()
+    sdp = (CORPUS / "chromium" / "audio.trickle.offer.sdp").read_bytes().decode()
     mline = next(line for line in sdp.splitlines() if line.startswith("m=audio"))
     fmts = mline.split()[3:]
     doubled = sdp.replace(mline, " ".join(mline.split()[:3] + [fmts[0]] + fmts))
@@ -159,7 +159,7 @@ def test_transport_credentials_tell_a_restart_from_trickle() -> None:
     with pytest.raises(SdpError, match="empty"):
         transport_credentials(_transport_info('ufrag="a" pwd="p">'
                                               '<fingerprint xmlns="urn:xmpp:jingle:apps:dtls:0" hash="sha-256"/>'))
-    offer = (CORPUS / "chromium" / "two-audio.gathered.offer.sdp").read_text()
+    offer = (CORPUS / "chromium" / "two-audio.gathered.offer.sdp").read_bytes().decode()
     restarted = with_credentials(offer, creds)
     assert "a=candidate" not in restarted and "a=ice-ufrag:new" in restarted
     assert restarted.count("a=ice-ufrag:new") == offer.count("a=ice-ufrag:")
