@@ -11,8 +11,12 @@ It reports ICE state changes and the remote track back to the session.
 
 from __future__ import annotations
 
+import fractions
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import av
+import numpy as np
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
@@ -41,9 +45,16 @@ def only_sha256(sdp: str) -> str:
 
 
 class _ConnectionTrack(MediaStreamTrack):
-    """What one peer connection sends: the call's track, read through. aiortc's sender stops its track when
-    the connection closes or its transport dies; this stops only here, so the call's own track (with its
-    source, DTMF and mute) can go on in the next connection after an ICE restart (:meth:`SessionMedia.restart`).
+    """What one peer connection sends: the call's track, read through.
+
+    aiortc's sender stops its track when the connection closes or its transport dies; this stops only
+    here, so the call's own track (with its source, DTMF and mute) can go on in the next connection after
+    an ICE restart (:meth:`SessionMedia.restart`).
+
+    When Opus is negotiated (:meth:`encode_opus`) it also encodes, with libopus directly, and hands aiortc
+    ready packets: aiortc then only packetizes them, where it would otherwise resample and encode every
+    20 ms frame through PyAV on its default thread pool (a submit, a thread wake-up and a loop wake-up per
+    frame: about a fifth of a call's CPU, docs/threading.rst).
     """
 
     kind = "audio"
@@ -51,11 +62,48 @@ class _ConnectionTrack(MediaStreamTrack):
     def __init__(self, track: MediaStreamTrack) -> None:
         super().__init__()
         self.track = track
+        self._encoder: Any = None
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._pts = 0
+
+    def encode_opus(self, on: bool = True) -> bool:
+        """Encode Opus here from now on (``on``), or hand aiortc PCM again; ``False`` without libopus."""
+        from .media import _opus
+
+        if not on or not _opus.available():
+            encoder, self._encoder = self._encoder, None
+            if encoder is not None:
+                encoder.close()
+            return False
+        if self._encoder is None:
+            self._encoder = _opus.Encoder(channels=1, bitrate=_OPUS_BITRATE)
+        return True
 
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
-        return await self.track.recv()
+        encoder = self._encoder
+        if encoder is None:
+            return await self.track.recv()
+        while self._pending.size < _OPUS_FRAME:
+            frame = await self.track.recv()
+            samples = frame.to_ndarray().reshape(-1)  # the call's track sends s16 mono 48 kHz
+            self._pending = samples if not self._pending.size else np.concatenate((self._pending, samples))
+        chunk, self._pending = self._pending[:_OPUS_FRAME], self._pending[_OPUS_FRAME:]
+        packet = av.Packet(encoder.encode(chunk))
+        packet.pts = self._pts
+        packet.time_base = _OPUS_TIME_BASE
+        self._pts += _OPUS_FRAME
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.encode_opus(False)
+
+
+_OPUS_FRAME = 960  # 20 ms at 48 kHz
+_OPUS_TIME_BASE = fractions.Fraction(1, 48000)
+_OPUS_BITRATE = 32000  # libopus' VoIP sweet spot for one mono voice
 
 
 class SessionMedia:
@@ -85,6 +133,8 @@ class SessionMedia:
         self.te_sender: Any = None
         #: our jitter buffer, get_stats(), the stats event
         self.quality = SessionQuality(session)
+        #: what the current peer connection sends (see _ConnectionTrack)
+        self.conn_track: Optional[_ConnectionTrack] = None
         #: the offer as aiortc was given it (only the section we take) and what we decided about it
         self.offer: Optional[str] = None
         self.plan: Optional["AnswerPlan"] = None
@@ -132,6 +182,7 @@ class SessionMedia:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=prepared, type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.offer, self.plan = prepared, plan
+        self._choose_encoder()
         local = self.quality.munge_answer(only_sha256(self.pc.localDescription.sdp))
         return shape_answer(answer_telephone_event(local, prepared), plan)
 
@@ -167,9 +218,11 @@ class SessionMedia:
         await old.close()  # stops its _ConnectionTrack only: the call's track goes on in `pc`
         await pc.setRemoteDescription(RTCSessionDescription(sdp=prepared, type="offer"))
         if self.dtmf_track is not None:
-            pc.addTrack(_ConnectionTrack(self.dtmf_track))
+            self.conn_track = _ConnectionTrack(self.dtmf_track)
+            pc.addTrack(self.conn_track)
         await pc.setLocalDescription(await pc.createAnswer())
         self.offer, self.plan = prepared, plan
+        self._choose_encoder()
         local = self.quality.munge_answer(only_sha256(pc.localDescription.sdp))
         return shape_answer(self._setup_rfc4733(local, prepared), plan)
 
@@ -197,11 +250,24 @@ class SessionMedia:
             # In-band DTMF rides on top of whatever is sent (aiortc has no RFC 4733 sender).
             self.dtmf_track = DtmfOverlayTrack(send_track)
             # addTrack (not replaceTrack) makes the transceiver sendrecv (docs/protocol.rst §10.8).
-            self.pc.addTrack(_ConnectionTrack(self.dtmf_track))
+            self.conn_track = _ConnectionTrack(self.dtmf_track)
+            self.pc.addTrack(self.conn_track)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._choose_encoder()
         local = self.quality.munge_answer(only_sha256(self.pc.localDescription.sdp))
         local = self._setup_rfc4733(local, self.offer or remote_sdp)
         return shape_answer(local, self.plan) if self.plan is not None else local
+
+    def _choose_encoder(self) -> None:
+        """Encode Opus ourselves when aiortc's sender will send Opus (its first negotiated codec)."""
+        if self.conn_track is None or self.pc is None:
+            return
+        from . import _internals
+
+        sender = next((t for t in self.pc.getTransceivers() if t.kind == "audio"), None)
+        codecs = _internals.transceiver_codecs(sender) if sender is not None else []
+        opus = bool(codecs) and codecs[0].mimeType.lower() == "audio/opus"
+        self.conn_track.encode_opus(opus)
 
     def _setup_rfc4733(self, answer: str, remote_sdp: str) -> str:
         """Accept the offer's telephone-event in our answer and hook RFC 4733 send/receive (media.rfc4733)."""

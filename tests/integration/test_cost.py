@@ -61,3 +61,32 @@ def test_a_call_wakes_no_blas_pool_and_starts_only_documented_python_threads(emu
     undocumented = sorted(t.name for t in threading.enumerate() if not DOCUMENTED.match(t.name))
     assert undocumented == [], f"threads not documented in docs/threading.rst: {undocumented}"
     assert abs(session.sink.dominant_frequency(0.5) - 440.0) <= 5
+
+
+def test_an_opus_call_sends_without_a_thread_pool_hop_per_frame(emulator, make_sdk, monkeypatch):
+    """aiortc encodes every 20 ms frame on its default thread pool (a submit, a worker wake-up and a loop
+    wake-up each time). With Opus negotiated the SDK encodes with libopus itself and aiortc only
+    packetizes: the core thread submits nothing per frame. Not timed: it counts submissions."""
+    import concurrent.futures
+
+    submitted = []
+    original = concurrent.futures.ThreadPoolExecutor.submit
+
+    def submit(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name.startswith("pcw-core"):
+            submitted.append(getattr(fn, "__qualname__", repr(fn)))
+        return original(self, fn, *args, **kwargs)
+
+    sdk = make_sdk()
+    session, call = answer_call(sdk, emulator, tone=440.0, sdk_tone=880.0,
+                                source=ToneSource(880.0), sink=BufferSink())
+    call.wait_for_audio(timeout=15, min_seconds=0.5)
+    assert "opus/48000" in session.local_sdp.split("m=audio", 1)[1].split("a=rtpmap:", 2)[1].lower()
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", submit)
+    frames = session.frames_received
+    wait_until(lambda: session.frames_received >= frames + 100, 30, "2 s of audio")  # 100 frames of 20 ms
+    monkeypatch.undo()
+    assert [name for name in submitted if "encode" in name.lower()] == [], submitted[:5]
+    assert len(submitted) <= 5, f"the core thread used a thread pool {len(submitted)} times in 2 s: {submitted[:5]}"
+    # ... and the far end still hears our tone, encoded by us.
+    assert abs(call.heard_frequency(seconds=1.0) - 880.0) <= 5
