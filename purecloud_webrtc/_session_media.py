@@ -328,7 +328,10 @@ class SessionMedia:
         session = self.session
         if self.pump is None and self.sink is not None and self.remote_track is not None:
             target = self.live.router if self.live is not None else self.sink
-            detector = DtmfDetectorSink(lambda digit: session.public._emit("dtmf", session.public, digit), target)
+            public = session.public
+            # In-band detection is per-frame work: only while someone listens (RFC 4733 events cost nothing).
+            detector = DtmfDetectorSink(lambda digit: public._emit("dtmf", public, digit), target,
+                                        wanted=lambda: public._has_listeners("dtmf"))
             self.pump = SinkPump(self.remote_track, detector)
             self.pump.start()
 

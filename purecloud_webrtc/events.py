@@ -88,7 +88,8 @@ _DOCS = {
     "change:interrupted": "The session's media stopped or resumed flowing.",
     "change:active": "The session became active (accepted) or stopped being active.",
     "endOfCandidates": "The session finished gathering and sending its ICE candidates.",
-    "dtmf": "A DTMF digit was heard in the remote audio (in-band tones, Goertzel detection).",
+    "dtmf": "A DTMF digit was heard in the remote audio (RFC 4733 events, or in-band tones by Goertzel detection, "
+            "which runs only while someone listens to this event).",
     "audioLevel": "Every 100 ms: input and output levels in dBFS (an AudioLevels payload).",
     "change:muted": "The session was muted (silence is sent) or unmuted.",
     "silentMicrophone": "The audio source stayed at digital silence while unmuted (True), or sound came back (False).",

@@ -1001,3 +1001,24 @@ def test_speaker_sink_resamples_to_device_rate(fake_pyaudio: type[FakePyAudio]) 
     played = np.frombuffer(b"".join(stream.written), dtype="<i2")
     assert played.size == pytest.approx(44100, abs=100)
     assert dominant_frequency(played, 44100) == pytest.approx(1000, abs=2)
+
+
+def test_in_band_dtmf_detection_runs_only_while_wanted() -> None:
+    """The detector is per-frame work: with nobody listening it does nothing (and forgets a half-heard digit)."""
+    from purecloud_webrtc.media.dtmf import DtmfDetectorSink, dtmf_tone
+    from purecloud_webrtc.media.sources import make_frame
+
+    wanted = [False]
+    heard: list = []
+    sink = DtmfDetectorSink(heard.append, wanted=lambda: wanted[0])
+
+    def play(digits: str) -> None:
+        pcm = np.concatenate([np.concatenate([dtmf_tone(d, 0.1), np.zeros(4800, dtype=np.int16)]) for d in digits])
+        for start in range(0, pcm.size - 959, 960):
+            sink.write(make_frame(pcm[start:start + 960], start))
+
+    play("12")
+    assert heard == []
+    wanted[0] = True
+    play("34")
+    assert heard == ["3", "4"]
