@@ -15,6 +15,7 @@ thread-safe (one per stream).
 from __future__ import annotations
 
 import collections
+import fractions
 import logging
 import threading
 from typing import Callable, Deque, List, Optional
@@ -25,6 +26,8 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from .analysis import FrameConverter, SAMPLE_RATE
 from .sinks import AudioSink
+
+_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 from .sources import make_frame
 
 __all__ = ["DTMF_DIGITS", "dtmf_tone", "DtmfOverlayTrack", "DtmfDetector", "DtmfDetectorSink", "detect_digits",
@@ -134,6 +137,13 @@ class DtmfOverlayTrack(MediaStreamTrack):
 
     async def recv(self) -> av.AudioFrame:
         frame = await self.inner.recv()
+        if (not self._player.busy and isinstance(frame, av.AudioFrame) and frame.sample_rate == SAMPLE_RATE
+                and frame.format.name == "s16" and frame.layout.name == "mono"):
+            # No digit to play and already what we send (the call's own track makes such frames): as it is.
+            frame.pts = self._pts
+            frame.time_base = _TIME_BASE
+            self._pts += frame.samples
+            return frame
         samples = self._converter.convert(frame)
         tones = self._player.take(samples.size) if samples.size else None
         out = make_frame(tones if tones is not None else samples, self._pts)
