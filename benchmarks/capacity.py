@@ -1,10 +1,13 @@
 """Concurrent calls per process, CPU and RSS per call, and idle CPU: ours (the SDK) / raw aiortc.
 
 The measured side runs in its own process (``_worker.py``) so its CPU and RSS are its own; the far ends
-run in this process, the same kind for both: raw aiortc peers playing a tone (the emulator's gateway party
-for the SDK, plain peers for raw aiortc).  Calls are added in steps; a step passes when every call
-received at least 48.5 frames/s over the window, no call's lag grew by more than 50 ms, and no call had
-more than 2 % of its audio damaged: concealed (ours) or missing, i.e. the track stalled (raw aiortc).  The figure is the last step that passed.
+run in this process, the same kind for both, and cheaper than the measured side so that they are not what
+runs out first (:mod:`purecloud_webrtc.emulator.cheap`: aiortc peers that send a pre-encoded Opus tone and
+count what they receive without decoding it; the emulator's far ends with ``cheap_far_ends=True`` for the
+SDK).  Their own CPU is reported beside each step.  Calls are added in steps (1, 4, 12, then 8 more at a
+time) until a step fails: it passes when every call received at least 48.5 frames/s over the window, no
+call's lag grew by more than 50 ms, and no call had more than 2 % of its audio damaged: concealed (ours)
+or missing, i.e. the track stalled (raw aiortc).  The figure is the last step that passed.
 """
 
 from __future__ import annotations
@@ -67,10 +70,22 @@ def _passes(m: Dict[str, Any]) -> bool:
             and max(m["concealed_fraction"]) <= 0.02)
 
 
-def _summary(n: int, m: Dict[str, Any], base_rss: float) -> Dict[str, Any]:
+def _summary(n: int, m: Dict[str, Any], far_cpu: float, *, base_rss: float) -> Dict[str, Any]:
     return {"calls": n, "ok": _passes(m), "min_fps": min(m["fps"]), "max_lag_growth_ms": max(m["lag_growth_ms"]),
             "max_concealed": max(m["concealed_fraction"]), "cpu_per_call": m["cpu"] / n,
-            "rss_per_call_mb": (m["rss_mb"] - base_rss) / n, "cpu": m["cpu"]}
+            "rss_per_call_mb": (m["rss_mb"] - base_rss) / n, "cpu": m["cpu"], "far_end_cpu": far_cpu}
+
+
+def steps_until(limit: int) -> List[int]:
+    """1, 4, 12, then 8 more at a time, up to ``limit`` (a run stops at the first step that fails)."""
+    return [1, 4, 12] + list(range(20, limit + 1, 8))
+
+
+def _measure(worker: "Worker", window: float) -> Any:
+    """The worker's measurement over ``window`` s, and this process's CPU (the far ends') meanwhile."""
+    t0, c0 = time.monotonic(), time.process_time()
+    m = worker.ask({"cmd": "measure", "seconds": window})
+    return m, (time.process_time() - c0) / (time.monotonic() - t0)
 
 
 def capacity_ours(steps: List[int], window: float, log: Any, jitter_buffer: bool = True) -> List[Dict[str, Any]]:
@@ -79,7 +94,7 @@ def capacity_ours(steps: List[int], window: float, log: Any, jitter_buffer: bool
 
     rows: List[Dict[str, Any]] = []
     name = "ours" if jitter_buffer else "sdk without jitter buffer"
-    with Emulator() as emu:
+    with Emulator(cheap_far_ends=True) as emu:
         worker = Worker("sdk", emu.api_base_url, emu.streaming_base_url, emu.access_token,
                         *([] if jitter_buffer else ["--no-jitter-buffer"]))
         try:
@@ -91,7 +106,7 @@ def capacity_ours(steps: List[int], window: float, log: Any, jitter_buffer: bool
                     rows.append({"calls": n, "ok": False})
                     break
                 time.sleep(2.0)
-                row = _summary(n, worker.ask({"cmd": "measure", "seconds": window}), base)
+                row = _summary(n, *_measure(worker, window), base_rss=base)
                 rows.append(row)
                 log(f"capacity {name} {n}: {row}")
                 if not row["ok"]:
@@ -121,16 +136,19 @@ class _FarEnds:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def offers(self, n: int) -> List[str]:
-        from purecloud_webrtc.media import NullSink, SinkPump, ToneSource
+        from purecloud_webrtc.emulator.cheap import PacketCounter, PreEncodedToneTrack
 
         out = []
         for _ in range(n):
             pc = new_pc()
-            pc.addTrack(ToneSource(440.0).create_track())
+            pc.addTrack(PreEncodedToneTrack(440.0))
 
-            @pc.on("track")
-            def on_track(track: Any) -> None:
-                SinkPump(track, NullSink()).start()  # aiortc's track queue grows unless read
+            def on_track(track: Any, pc: Any = pc) -> None:
+                # Counted, never decoded (and nothing queues up in aiortc's track).
+                receiver = next((r for r in pc.getReceivers() if r.track is track), None)
+                PacketCounter().attach(receiver)
+
+            pc.on("track", on_track)
 
             await pc.setLocalDescription(await pc.createOffer())
             self.pcs.append(pc)
@@ -173,7 +191,7 @@ def capacity_raw(steps: List[int], window: float, log: Any) -> List[Dict[str, An
                 rows.append({"calls": n, "ok": False})
                 break
             time.sleep(2.0)
-            row = _summary(n, worker.ask({"cmd": "measure", "seconds": window}), base)
+            row = _summary(n, *_measure(worker, window), base_rss=base)
             rows.append(row)
             log(f"capacity raw {n}: {row}")
             if not row["ok"]:

@@ -161,6 +161,8 @@ class Gateway:
         self.thread_id: Optional[int] = None
         #: a :class:`~.libwebrtc_party.LibwebrtcParty` to put libwebrtc on the far end instead of aiortc.
         self.remote_party: Optional[Any] = None
+        #: far ends that send pre-encoded Opus and count packets without decoding (:mod:`.cheap`)
+        self.cheap_far_ends = False
 
     # -- thread helpers ----------------------------------------------------
 
@@ -379,6 +381,8 @@ class EmulatedCall:
         self.candidates_after_end = 0
         #: ICE restarts this far end made (:meth:`restart_ice`)
         self.restarts = 0
+        #: with ``Emulator(cheap_far_ends=True)``: what this far end received (it decodes nothing)
+        self.packet_counter: Optional[Any] = None
         self._restart_pending = False
         self._tasks: set["asyncio.Future[Any]"] = set()
 
@@ -811,15 +815,26 @@ class EmulatedCall:
             return await self._start_libwebrtc_media()
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._pc = pc
-        self._tone = media.ToneSource(frequency=self.tone_hz)
-        from ..media.dtmf import DtmfOverlayTrack
+        cheap = self._gateway.cheap_far_ends
+        if cheap:
+            from .cheap import PacketCounter, PreEncodedToneTrack
 
-        self._dtmf_track = DtmfOverlayTrack(self._tone.create_track())
-        pc.addTrack(self._dtmf_track)
-        self._sink = media.BufferSink()
+            pc.addTrack(PreEncodedToneTrack(self.tone_hz))
+            self.packet_counter = PacketCounter()
+        else:
+            self._tone = media.ToneSource(frequency=self.tone_hz)
+            from ..media.dtmf import DtmfOverlayTrack
+
+            self._dtmf_track = DtmfOverlayTrack(self._tone.create_track())
+            pc.addTrack(self._dtmf_track)
+            self._sink = media.BufferSink()
 
         @pc.on("track")
         def on_track(track: Any) -> None:
+            if cheap and track.kind == "audio" and self.packet_counter is not None:
+                receiver = next((r for r in pc.getReceivers() if r.track is track), None)
+                self.packet_counter.attach(receiver)
+                return
             if track.kind == "audio" and self._pump is None and self._sink is not None:
                 self._pump = media.SinkPump(track, self._sink)
                 self._pump.start()

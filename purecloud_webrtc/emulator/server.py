@@ -76,6 +76,9 @@ class Emulator:
         discovery returns no STUN server, docs/protocol.rst §2.8). ``None`` (default): only when
         ``ice_servers`` is not given; ``True``: also beside ``ice_servers``; ``False``: never.
     :param stun_port: UDP port of that responder (``0``: a free one).
+    :param cheap_far_ends: far ends that send a pre-encoded Opus tone and count what they receive without
+        decoding it (``EmulatedCall.packet_counter``), for benchmarks whose far ends must cost less than
+        the side they measure (:mod:`purecloud_webrtc.emulator.cheap`); no audio checks then.
     :param trickle_candidates: gateway candidates as ``transport-info`` after session-initiate
         (default) or inline in it.
     :param alert_timeout: retract calls not proceeded within this many seconds (``None``: never).
@@ -106,6 +109,7 @@ class Emulator:
         ice_servers: "Optional[Sequence[dict[str, Any]]]" = None,
         stun: Optional[bool] = None,
         stun_port: int = 0,
+        cheap_far_ends: bool = False,
         trickle_candidates: bool = True,
         alert_timeout: Optional[float] = None,
         sdp_over_xmpp: bool = False,
@@ -132,6 +136,7 @@ class Emulator:
         if not isinstance(stun_port, int) or not 0 <= stun_port <= 65535:
             raise ValueError(f"stun_port must be an int in 0..65535, not {stun_port!r}")
         self.stun_port = stun_port
+        self.cheap_far_ends = bool(cheap_far_ends)
         self._stun: Optional[Any] = None
         self.trickle_candidates = trickle_candidates
         self.alert_timeout = alert_timeout
@@ -277,6 +282,7 @@ class Emulator:
             self._gateway = Gateway(self._state, self._router, loop, self.logger)
         self._gateway.thread_id = threading.get_ident()
         self._gateway.remote_party = self.remote_party
+        self._gateway.cheap_far_ends = self.cheap_far_ends
         self._router.gateway = self._gateway
         app = build_app(self)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
