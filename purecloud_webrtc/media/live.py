@@ -60,10 +60,12 @@ SILENT_MICROPHONE_SECONDS = 2.0
 
 
 def _mean_square(samples: np.ndarray) -> float:
+    """Mean square of int16 samples, full scale = 1.0: one conversion and einsum's own loop (never a BLAS
+    call, whose thread pool would spin between frames; see docs/threading.rst)."""
     if samples.size == 0:
         return 0.0
-    x = samples.astype(np.float64) / 32768.0
-    return float(np.mean(x * x))
+    x = samples.reshape(-1).astype(np.float32)
+    return float(np.einsum("i,i->", x, x)) / (x.size * 1073741824.0)
 
 
 def _dbfs(mean_square: float) -> float:
@@ -78,11 +80,14 @@ class LevelMeter:
         self._count = 0
         self.last_dbfs = SILENCE_DBFS
 
-    def add(self, samples: np.ndarray) -> None:
-        """Add int16 mono samples."""
-        if samples.size:
-            self._sum += _mean_square(samples) * samples.size
-            self._count += samples.size
+    def add(self, samples: np.ndarray) -> float:
+        """Add int16 mono samples; returns their mean square (0.0 for none)."""
+        if not samples.size:
+            return 0.0
+        mean_square = _mean_square(samples)
+        self._sum += mean_square * samples.size
+        self._count += samples.size
+        return mean_square
 
     def take(self) -> Optional[float]:
         """Return the RMS level in dBFS since the last call, or ``None`` when nothing came; then reset."""
@@ -447,9 +452,9 @@ class CallMedia:
 
     def _on_sent(self, source_samples: np.ndarray, sent: np.ndarray, live_source: bool) -> None:
         if live_source:
-            self.input_meter.add(source_samples)
+            mean_square = self.input_meter.add(source_samples)
             if not self.send_track.muted and not isinstance(self.source, SilenceSource):
-                level = _dbfs(_mean_square(source_samples))
+                level = _dbfs(mean_square)
                 now = time.monotonic()
                 if level >= SILENT_MICROPHONE_DBFS:
                     self._silent_since = None
