@@ -335,7 +335,8 @@ class Commands:
         core = self.core
         what = f"set_{kind}"
         await self._answered(session, what, deadline)
-        new = await core.run_blocking(resolve_source if kind == "source" else resolve_sink, spec, logger=core.log)
+        new = core.own(await core.run_blocking(resolve_source if kind == "source" else resolve_sink, spec,
+                                               logger=core.log))
         try:
             media = await self._answered(session, what, deadline)
             if kind == "source" and not ("a=sendrecv" in (session.local_sdp or "")
@@ -344,19 +345,21 @@ class Commands:
                                         session_id=session.sid)
         except BaseException:
             if new is not spec:
-                await core.run_blocking(new.close)
+                await core.run_blocking(core.close_owned, new)
             raise
         if kind == "source":
             previous, retired = media.set_source(new), media.retired_sources
             session.source = new
+            session.rtc.owns_source = True  # what set_source opens (or is handed) belongs to the call
         else:
             previous, retired = media.set_sink(new), media.retired_sinks
             session.sink = new
+            session.rtc.owns_sink = True
             if session.pump is None:
                 session._start_pump()
         if previous is not None and previous is not new:
             if close_previous:
-                await core.run_blocking(previous.close)
+                await core.run_blocking(core.close_owned, previous)
             else:
                 retired.append(previous)
 

@@ -35,6 +35,7 @@ import itertools
 import logging
 import threading
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from . import _ice
@@ -69,6 +70,9 @@ class Core(Connection, Notifications, PendingSessions, JingleRouter, RpcRouter, 
 
     def __init__(self, sdk: "PureCloudWebrtcSdk") -> None:
         self.sdk = sdk
+        self.owned_media = set()
+        self._closed_media = weakref.WeakSet()
+        self._owned_lock = threading.Lock()
         self.options = sdk.options
         self.log: logging.Logger = sdk.log
         self.api = sdk.api

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ._pending import AcceptOptions
@@ -38,6 +40,39 @@ class MediaResolution:
     ``default_sink`` given as objects are shared by every call and belong to the SDK (closed by ``close()``).
     """
 
+    #: what calls own (opened from specs, or handed to a call) and is not closed yet: a last sweep in
+    #: ``close()`` closes what an interrupted teardown left (a device or a file must never stay open)
+    owned_media: "set[Any]"
+    _closed_media: "weakref.WeakSet[Any]"
+    _owned_lock: threading.Lock
+
+    def own(self, obj: Any) -> Any:
+        """Note that a call owns ``obj`` until :meth:`close_owned` (any thread); returns ``obj``."""
+        if obj is not None:
+            with self._owned_lock:
+                self.owned_media.add(obj)
+        return obj
+
+    def close_owned(self, obj: Any) -> None:
+        """Close ``obj``, which a call owns, once (blocking: on the I/O executor, or after the loop stopped)."""
+        with self._owned_lock:
+            self.owned_media.discard(obj)
+            try:
+                if obj in self._closed_media:
+                    return
+                self._closed_media.add(obj)
+            except TypeError:  # not weakly referenceable: closed as asked
+                pass
+        _close_quietly(obj)
+
+    def close_all_owned(self) -> int:
+        """Close whatever calls still own (``close()``'s last sweep, the loop stopped); returns how many."""
+        with self._owned_lock:
+            left = list(self.owned_media)
+        for obj in left:
+            self.close_owned(obj)
+        return len(left)
+
     async def _open_source(self, spec: Any, auto_start_media: bool) -> "tuple[Any, bool]":
         """The source for ``spec`` (``None``: the default, or nothing when not ``auto_start_media``) and
         whether the call owns it."""
@@ -51,7 +86,8 @@ class MediaResolution:
             owned = not _is_media_object(spec)
         if owned:
             self._check_not_in_use(spec)
-        return await self.run_blocking(resolve_source, spec, logger=self.log), owned
+        source = await self.run_blocking(resolve_source, spec, logger=self.log)
+        return (self.own(source) if owned else source), owned
 
     async def _open_sink(self, spec: Any) -> "tuple[Any, bool]":
         """The sink for ``spec`` (``None``: the default) and whether the call owns it."""
@@ -63,7 +99,8 @@ class MediaResolution:
             owned = not _is_media_object(spec)
         if owned:
             self._check_not_in_use(spec)
-        return await self.run_blocking(resolve_sink, spec, logger=self.log), owned
+        sink = await self.run_blocking(resolve_sink, spec, logger=self.log)
+        return (self.own(sink) if owned else sink), owned
 
     async def resolve_accept_media(self, options: AcceptOptions) -> AcceptOptions:
         """Open what ``options`` asks for (off the loop: devices and files may be slow), with ownership.
@@ -77,7 +114,7 @@ class MediaResolution:
             sink, owns_sink = await self._open_sink(options.sink)
         except BaseException:
             if source is not None and owns_source and not _is_media_object(options.source):
-                await self.run_blocking(_close_quietly, source)
+                await self.run_blocking(self.close_owned, source)
             raise
         return dataclasses.replace(options, source=source, sink=sink, resolved=True,
                                    owns_source=owns_source, owns_sink=owns_sink)
@@ -89,7 +126,7 @@ class MediaResolution:
         options.consumed = True
         for obj, owned in ((options.source, options.owns_source), (options.sink, options.owns_sink)):
             if obj is not None and owned:
-                self.loop.run_in_executor(self.executor, _close_quietly, obj)
+                self.loop.run_in_executor(self.executor, self.close_owned, obj)
 
     async def close_accept_media(self, options: AcceptOptions) -> None:
         """Close what resolved ``options`` own and no call used, and wait for it (async paths: a session's end,
@@ -99,7 +136,7 @@ class MediaResolution:
         options.consumed = True
         for obj, owned in ((options.source, options.owns_source), (options.sink, options.owns_sink)):
             if obj is not None and owned:
-                await self.run_blocking(_close_quietly, obj)
+                await self.run_blocking(self.close_owned, obj)
 
     def _check_not_in_use(self, obj: Any) -> None:
         if not _is_media_object(obj):
@@ -133,13 +170,13 @@ class MediaResolution:
                     new_sink, owns = await self._open_sink(sink)
                 except BaseException:
                     if replaced and chosen.source is not None and chosen.owns_source:
-                        await self.run_blocking(_close_quietly, chosen.source)
+                        await self.run_blocking(self.close_owned, chosen.source)
                     raise
                 replaced.append((chosen.sink, chosen.owns_sink))
                 chosen.sink, chosen.owns_sink = new_sink, owns
             for obj, owned in replaced:
                 if obj is not None and owned:
-                    await self.run_blocking(_close_quietly, obj)
+                    await self.run_blocking(self.close_owned, obj)
         deferred.consumed = chosen.consumed = True
         try:
             await session.accept(chosen.source, chosen.sink, owns_source=chosen.owns_source,
@@ -147,7 +184,7 @@ class MediaResolution:
         except BaseException:
             for obj, owned in ((chosen.source, chosen.owns_source), (chosen.sink, chosen.owns_sink)):
                 if obj is not None and owned and obj not in (session.rtc.source, session.rtc.sink):
-                    await self.run_blocking(_close_quietly, obj)
+                    await self.run_blocking(self.close_owned, obj)
             raise
 
 

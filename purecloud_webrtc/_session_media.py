@@ -12,6 +12,7 @@ It reports ICE state changes and the remote track back to the session.
 from __future__ import annotations
 
 import fractions
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -381,12 +382,12 @@ class SessionMedia:
             recorder = await self.live.close()
             if recorder is not None:
                 closers.append(recorder.close)
-            closers.extend(s.close for s in self.live.retired_sources)
-            closers.extend(s.close for s in self.live.retired_sinks)
+            closers.extend(functools.partial(self.core.close_owned, s) for s in self.live.retired_sources)
+            closers.extend(functools.partial(self.core.close_owned, s) for s in self.live.retired_sinks)
         if self.source is not None and self.owns_source:
-            closers.append(self.source.close)
+            closers.append(functools.partial(self.core.close_owned, self.source))
         if self.sink is not None and self.owns_sink:
-            closers.append(self.sink.close)
+            closers.append(functools.partial(self.core.close_owned, self.sink))
         for close in closers:
             try:
                 await self.core.run_blocking(close)

@@ -650,6 +650,11 @@ class PureCloudWebrtcSdk(Emitter):
                 if not core.on_core_thread():
                     for thread in list(getattr(executor, "_threads", ())):
                         thread.join(left())
+            # What a teardown cut short left open (a close still queued, or never reached under load): a
+            # device or a file a call owned is closed here, whatever the deadline.
+            swept = core.close_all_owned()
+            if swept:
+                self.log.debug("close: closed %d source(s)/sink(s) the calls' teardown had not reached", swept)
             for stream in [core.stream, *core.old_streams]:
                 if stream is not None and stream.transport is not None:
                     stream.transport.close()

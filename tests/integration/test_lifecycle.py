@@ -153,3 +153,44 @@ def test_initialize_timeout_is_a_timeout_error(make_sdk):
             sdk.initialize(timeout=1.0)
     finally:
         server.close()
+
+
+class _CountingSink(BufferSink):
+    """A BufferSink that counts its closes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+        super().close()
+
+
+class _SlowSource(ToneSource):
+    """A ToneSource whose close takes 0.6 s (a device being released), and counts its closes."""
+
+    def __init__(self, hz: float) -> None:
+        super().__init__(hz)
+        self.closes = 0
+
+    def close(self) -> None:
+        time.sleep(0.6)
+        self.closes += 1
+        super().close()
+
+
+@pytest.mark.parametrize("timeout", [10.0, 0.2])
+def test_close_closes_what_calls_own_exactly_once_even_when_cut_short(emulator, make_sdk, timeout):
+    """``close(timeout=0.2)`` with a source that takes 0.6 s to close cuts the call's teardown short: the
+    sink's close was never reached (a hogged run left a PortAudio stream open that way, and later tests saw
+    the real devices). Whatever a call owns is still closed, once."""
+    sdk = make_sdk()
+    source, sink = _SlowSource(880.0), _CountingSink()
+    answer_call(sdk, emulator, source=source, sink=sink)
+    sdk.close(timeout=timeout)
+    assert sink.closes == 1
+    wait_until(lambda: source.closes == 1, 5, "the slow source's close (still running after the deadline)")
+    time.sleep(0.2)
+    assert (source.closes, sink.closes) == (1, 1)
+    assert getattr(sdk._core, "owned_media", set()) == set()
