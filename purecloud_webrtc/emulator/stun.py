@@ -39,7 +39,8 @@ class _Protocol(asyncio.DatagramProtocol):
         response = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.RESPONSE,
                                 transaction_id=request.transaction_id)
         response.attributes["XOR-MAPPED-ADDRESS"] = (addr[0], addr[1])
-        response.add_fingerprint()
+        # FINGERPRINT last, over everything before it (aioice 0.12 has no add_fingerprint()).
+        response.attributes["FINGERPRINT"] = stun.message_fingerprint(bytes(response))
         self.owner.answered += 1
         assert self.transport is not None
         self.transport.sendto(bytes(response), addr)
