@@ -222,3 +222,27 @@ def test_other_renegotiations_are_refused_and_the_call_goes_on(make_sdk, emulato
     assert abs(session.sink.dominant_frequency(last_seconds=0.8) - 500.0) <= TOL
     with sdk.expect_event("sessionEnded"):
         call.hangup()
+
+
+def test_an_ice_restart_that_cannot_bring_the_media_back_ends_the_call_loudly(make_sdk, emulator, monkeypatch):
+    """If re-establishing the media fails, the call ends (failed-application) with an ``error`` event."""
+    import purecloud_webrtc as pcw
+    from purecloud_webrtc._session_media import SessionMedia
+
+    sdk = make_sdk(default_source=ToneSource(700.0), default_sink=BufferSink())
+    with sdk.expect_event("sessionStarted"):
+        call = emulator.inbound_call(auto_answer=True)
+    call.wait_state("connected", timeout=15)
+    errors = []
+    sdk.on("error", lambda error, details: errors.append(error))
+
+    async def broken(self, offer):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no media for you")
+
+    monkeypatch.setattr(SessionMedia, "restart", broken)
+    with sdk.expect_event("sessionEnded", timeout=15) as ended:
+        call.restart_ice()
+    assert ended.args[1] == "failed-application"
+    wait_until(lambda: any(isinstance(e, pcw.MediaError) and "ICE restart failed" in str(e) for e in errors), 5,
+               f"the error event (got {errors})")
+    call.wait_state("ended", timeout=15)
