@@ -86,9 +86,13 @@ class _ConnectionTrack(MediaStreamTrack):
         encoder = self._encoder
         if encoder is None:
             return await self.track.recv()
+        pcm = getattr(self.track, "pcm_rate", None) == 48000
         while self._pending.size < _OPUS_FRAME:
-            frame = await self.track.recv()
-            samples = frame.to_ndarray().reshape(-1)  # the call's track sends s16 mono 48 kHz
+            if pcm:
+                samples = await self.track.recv_pcm()
+            else:
+                frame = await self.track.recv()
+                samples = frame.to_ndarray().reshape(-1)  # the call's track sends s16 mono 48 kHz
             self._pending = samples if not self._pending.size else np.concatenate((self._pending, samples))
         chunk, self._pending = self._pending[:_OPUS_FRAME], self._pending[_OPUS_FRAME:]
         packet = av.Packet(encoder.encode(chunk))

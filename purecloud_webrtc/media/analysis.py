@@ -161,6 +161,20 @@ def frame_to_int16(frame: av.AudioFrame) -> np.ndarray:
     return to_int16(interleaved)
 
 
+def downmix(samples: np.ndarray) -> np.ndarray:
+    """The average of the first two channels of int16 ``(n, channels)`` samples, as 1-D int16 (rounded).
+
+    Integer arithmetic (no float conversion), so identical channels come back unchanged.
+    """
+    if samples.shape[1] == 1:
+        return np.ascontiguousarray(samples[:, 0])
+    total = samples[:, 0].astype(np.int32)
+    total += samples[:, 1]
+    total += 1
+    total >>= 1
+    return total.astype(np.int16)
+
+
 def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     """Return a frame's samples as 1-D int16 mono at the frame's own rate.
 
@@ -168,11 +182,7 @@ def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     samples per frame), mono frames and planar frames.  Channels are averaged
     (rounded), so identical left/right channels come back unchanged.
     """
-    samples = frame_to_int16(frame)
-    if samples.shape[1] == 1:
-        return np.ascontiguousarray(samples[:, 0])
-    mixed: np.ndarray = np.rint(samples.astype(np.float64).mean(axis=1)).astype(np.int16)
-    return mixed
+    return downmix(frame_to_int16(frame))
 
 
 class FrameConverter:
@@ -209,7 +219,7 @@ class FrameConverter:
             if samples.shape[1] == 1:
                 mixed = samples
             else:
-                mixed = np.rint(samples.astype(np.float64).mean(axis=1, keepdims=True)).astype(np.int16)
+                mixed = downmix(samples).reshape(-1, 1)
         elif samples.shape[1] == 1:
             mixed = np.repeat(samples, 2, axis=1)
         else:

@@ -135,6 +135,21 @@ class DtmfOverlayTrack(MediaStreamTrack):
     def busy(self) -> bool:
         return self._player.busy
 
+    @property
+    def pcm_rate(self) -> Optional[int]:
+        """:data:`SAMPLE_RATE` when :meth:`recv_pcm` can be used (the inner track gives samples)."""
+        return SAMPLE_RATE if getattr(self.inner, "pcm_rate", None) == SAMPLE_RATE else None
+
+    async def recv_pcm(self) -> np.ndarray:
+        """The next frame as 1-D int16 mono 48 kHz samples (needs an inner track with ``recv_pcm``)."""
+        samples = await self.inner.recv_pcm()
+        if self._player.busy and samples.size:
+            tones = self._player.take(samples.size)
+            if tones is not None:
+                samples = tones
+        self._pts += samples.size
+        return samples
+
     async def recv(self) -> av.AudioFrame:
         frame = await self.inner.recv()
         if (not self._player.busy and isinstance(frame, av.AudioFrame) and frame.sample_rate == SAMPLE_RATE
@@ -246,17 +261,33 @@ class DtmfDetectorSink(AudioSink):
         self._converter = FrameConverter(channels=1, rate=SAMPLE_RATE)
         self._detector = DtmfDetector()
 
+    @property
+    def accepts_pcm(self) -> bool:  # type: ignore[override]
+        return self.downstream is None or self.downstream.accepts_pcm
+
     def write(self, frame: av.AudioFrame) -> None:
         if self.downstream is not None:
             self.downstream.write(frame)
+        if self._listens():
+            self._detect(self._converter.convert(frame))
+
+    def write_pcm(self, samples: np.ndarray) -> None:
+        if self.downstream is not None:
+            self.downstream.write_pcm(samples)
+        if self._listens():
+            self._detect(samples)
+
+    def _listens(self) -> bool:
         if self._wanted is not None and not self._wanted():
             if self._listening:  # a digit half heard before nobody listened is not reported later
                 self._listening = False
                 self._detector = DtmfDetector()
                 self._converter = FrameConverter(channels=1, rate=SAMPLE_RATE)
-            return
+            return False
         self._listening = True
-        samples = self._converter.convert(frame)
+        return True
+
+    def _detect(self, samples: np.ndarray) -> None:
         for digit in self._detector.feed(samples.reshape(-1)):
             try:
                 self._on_digit(digit)

@@ -130,6 +130,8 @@ class SendTrack(MediaStreamTrack):
     """
 
     kind = "audio"
+    #: :meth:`recv_pcm` gives 48 kHz mono samples
+    pcm_rate = SAMPLE_RATE
 
     def __init__(
         self,
@@ -198,6 +200,17 @@ class SendTrack(MediaStreamTrack):
         return np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
     async def recv(self) -> av.AudioFrame:
+        sent = await self.recv_pcm()
+        out = make_frame(sent, self._pts - sent.size)
+        return out
+
+    async def recv_pcm(self) -> np.ndarray:
+        """What is sent next, as 1-D int16 mono 48 kHz samples (mute applied, the taps fed).
+
+        The SDK's own sources (tone, silence, WAV, callback) are read as samples too: no ``av.AudioFrame``
+        is made and converted back on the way.  Such a source only waits for its own 20 ms pacing, so it
+        is awaited directly; a frame it gives after a swap is dropped.
+        """
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -205,6 +218,20 @@ class SendTrack(MediaStreamTrack):
             live_source = inner is not None
             if inner is None:
                 samples = await self._silence()
+            elif getattr(inner, "pcm_rate", None) == SAMPLE_RATE:
+                try:
+                    samples = await inner.recv_pcm()  # type: ignore[attr-defined]
+                except MediaStreamError:
+                    self._ended(inner)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("the audio source track %r failed; sending silence", inner)
+                    self._ended(inner)
+                    continue
+                if self._inner is not inner or samples.size == 0:
+                    continue
             else:
                 try:
                     frame = await self._read_inner(inner)
@@ -221,11 +248,7 @@ class SendTrack(MediaStreamTrack):
                 else:
                     ended = False
                 if ended:
-                    if self._inner is inner:
-                        self._inner = None
-                        self._silence_anchor = None
-                        if self._on_inner_ended is not None:
-                            self._on_inner_ended(inner)
+                    self._ended(inner)
                     continue
                 if frame is None or not isinstance(frame, av.AudioFrame):
                     continue
@@ -237,9 +260,15 @@ class SendTrack(MediaStreamTrack):
                 self._on_samples(samples, sent, live_source)
             except Exception:  # metering and recording must never stop the call's audio
                 logger.exception("audio tap failed")
-            out = make_frame(sent, self._pts)
             self._pts += sent.size
-            return out
+            return sent
+
+    def _ended(self, inner: MediaStreamTrack) -> None:
+        if self._inner is inner:
+            self._inner = None
+            self._silence_anchor = None
+            if self._on_inner_ended is not None:
+                self._on_inner_ended(inner)
 
     def stop(self) -> None:
         super().stop()
@@ -262,15 +291,29 @@ class ReceiveRouter(AudioSink):
         self._converter = FrameConverter(channels=1, rate=SAMPLE_RATE)
         self._last_error_log = -math.inf
 
+    @property
+    def accepts_pcm(self) -> bool:  # type: ignore[override]
+        target = self.target
+        return target is None or target.accepts_pcm
+
     def write(self, frame: av.AudioFrame) -> None:
+        self._deliver(self._converter.convert(frame), frame)
+
+    def write_pcm(self, samples: np.ndarray) -> None:
+        self._deliver(samples, None)
+
+    def _deliver(self, samples: np.ndarray, frame: Optional[av.AudioFrame]) -> None:
         try:
-            self._on_samples(self._converter.convert(frame))
+            self._on_samples(samples)
         except Exception:
             logger.exception("audio tap failed")
         target = self.target
         if target is not None:
             try:
-                target.write(frame)
+                if frame is None:
+                    target.write_pcm(samples)
+                else:
+                    target.write(frame)
             except Exception:
                 now = time.monotonic()
                 if now - self._last_error_log >= 1.0:

@@ -32,6 +32,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .. import _internals
+from .analysis import downmix
 from .jitter import FRAME, RATE, JitterBuffer, JitterBufferConfig, JitterBufferStats, make_decoder
 
 __all__ = ["JitterBufferTrack", "attach", "find_receiver", "codec_of"]
@@ -150,11 +151,29 @@ class JitterBufferTrack(MediaStreamTrack):
 
     # -- frames ----------------------------------------------------------------------------
 
+    #: :meth:`recv_pcm` gives 48 kHz mono samples
+    pcm_rate = RATE
+
     async def recv(self) -> av.AudioFrame:
-        """The next 20 ms frame, paced in real time.
+        """The next 20 ms frame (s16 stereo), paced in real time.
 
         :raises MediaStreamError: once the track has ended.
         """
+        pcm = await self._next()
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm).reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = RATE
+        frame.pts = self._pts - FRAME
+        frame.time_base = _TIME_BASE
+        return frame
+
+    async def recv_pcm(self) -> np.ndarray:
+        """The next 20 ms as 1-D int16 mono samples (channels averaged), paced in real time.
+
+        :raises MediaStreamError: once the track has ended.
+        """
+        return downmix(await self._next())
+
+    async def _next(self) -> np.ndarray:
         if self.readyState != "live":
             raise MediaStreamError
         if self._next_tick is None:
@@ -185,12 +204,8 @@ class JitterBufferTrack(MediaStreamTrack):
         self._next_tick += FRAME / RATE
         self.frames += 1
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm).reshape(1, -1), format="s16", layout="stereo")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = _TIME_BASE
         self._pts += FRAME
-        return frame
+        return pcm
 
     def stats(self) -> Optional[JitterBufferStats]:
         """The jitter buffer's counters (``None`` before the first packet)."""

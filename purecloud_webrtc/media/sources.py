@@ -178,7 +178,22 @@ class _GeneratedTrack(MediaStreamTrack):
         self._start: Optional[float] = None
         self._pts = 0
 
+    #: :meth:`recv_pcm` gives 1-D int16 mono samples at this rate (the call's own tracks read them so, with
+    #: no ``av.AudioFrame`` made and converted back per frame)
+    @property
+    def pcm_rate(self) -> int:
+        return self._sample_rate
+
     async def recv(self) -> av.AudioFrame:
+        samples = await self.recv_pcm()
+        frame = make_frame(samples, self._pts - samples.size, self._sample_rate)
+        return frame
+
+    async def recv_pcm(self) -> np.ndarray:
+        """The next frame's samples (1-D int16 mono at :attr:`pcm_rate`), paced in real time.
+
+        :raises MediaStreamError: at the end of the stream.
+        """
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
@@ -199,9 +214,8 @@ class _GeneratedTrack(MediaStreamTrack):
         if samples is None:
             self.stop()
             raise MediaStreamError
-        frame = make_frame(samples, self._pts, self._sample_rate)
         self._pts += self._frame_samples
-        return frame
+        return np.ascontiguousarray(samples, dtype=np.int16).reshape(-1)
 
 
 class ToneSource(AudioSource):
