@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import av
 import numpy as np
@@ -218,6 +218,11 @@ class _GeneratedTrack(MediaStreamTrack):
         return np.ascontiguousarray(samples, dtype=np.int16).reshape(-1)
 
 
+#: a tone's frames are kept while it repeats within this many frames (a whole number of hertz at 48 kHz:
+#: always, at most 50 frames of 1920 bytes)
+_TONE_CACHE_FRAMES = 50
+
+
 class ToneSource(AudioSource):
     """A sine tone; phase is continuous across frames.
 
@@ -265,15 +270,37 @@ class ToneSource(AudioSource):
 
     def create_track(self) -> MediaStreamTrack:
         self._check_open()
-        phase = 0.0
         rate = self.sample_rate
+        # The wave is computed from the phase where the current (frequency, amplitude) began and the
+        # sample count since; a tone of a whole number of hertz repeats every ``cycle`` samples, so its
+        # frames repeat too (at most 50 different ones) and are computed once.  A change of frequency or
+        # amplitude starts a new count from where the wave is (phase-continuous).
+        anchor = 0.0
+        pos = 0
+        tone: Optional[Tuple[float, float, int]] = None
+        cycle = 0
+        frames: Dict[int, np.ndarray] = {}
 
         def produce(n: int) -> np.ndarray:
-            nonlocal phase
-            step = 2.0 * math.pi * self._frequency / rate
-            phases = phase + step * np.arange(n)
-            phase = float((phase + step * n) % (2.0 * math.pi))
-            samples: np.ndarray = np.rint(np.sin(phases) * (self._amplitude * 32767.0)).astype(np.int16)
+            nonlocal anchor, pos, tone, cycle, frames
+            frequency, amplitude = self._frequency, self._amplitude
+            if (frequency, amplitude, n) != tone:
+                if tone is not None:
+                    anchor = (anchor + 2.0 * math.pi * tone[0] / rate * pos) % (2.0 * math.pi)
+                tone, pos, frames = (frequency, amplitude, n), 0, {}
+                cycle = 0
+                if frequency.is_integer():
+                    period = rate // math.gcd(rate, int(frequency))
+                    whole = period * n // math.gcd(period, n)  # samples after which the frames repeat
+                    cycle = whole if whole // n <= _TONE_CACHE_FRAMES else 0
+            samples = frames.get(pos) if cycle else None
+            if samples is None:
+                step = 2.0 * math.pi * frequency / rate
+                samples = np.rint(np.sin(anchor + step * (pos + np.arange(n))) * (amplitude * 32767.0)).astype(np.int16)
+                if cycle:
+                    samples.flags.writeable = False
+                    frames[pos] = samples
+            pos = (pos + n) % cycle if cycle else pos + n
             return samples
 
         track = _GeneratedTrack(produce, rate)
