@@ -35,15 +35,46 @@ def reply(obj: Dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def track(seconds: float, backlog: Any, interval: float = 0.05) -> List[List[float]]:
+    """``[[time.monotonic(), backlog_ms], ...]`` every ``interval`` s for ``seconds`` s."""
+    out: List[List[float]] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        out.append([time.monotonic(), float(backlog())])
+        time.sleep(interval)
+    return out
+
+
 # -- the SDK ---------------------------------------------------------------------------------------
 
 
-def run_sdk(api: str, streaming: str, token: str, jitter_buffer: bool = True) -> None:
+def make_source(kind: str) -> Any:
+    """What the measured side sends: ``tone`` (660 Hz) or ``noise`` (audio that never repeats a frame, so
+    every frame is encoded: no frame is ever the same within the run)."""
+    import numpy as np
+
+    from purecloud_webrtc.media import CallbackSource, ToneSource
+
+    if kind == "tone":
+        return ToneSource(660.0)
+    noise = np.random.default_rng(1).normal(0, 3000, 48000 * 10 + 7).clip(-32767, 32767).astype(np.int16)
+    pos = 0
+
+    def produce(n: int) -> Any:
+        nonlocal pos
+        out = np.take(noise, np.arange(pos, pos + n), mode="wrap")
+        pos = (pos + n) % noise.size
+        return out
+
+    return CallbackSource(produce)
+
+
+def run_sdk(api: str, streaming: str, token: str, jitter_buffer: bool = True, source: str = "tone") -> None:
     import purecloud_webrtc as pcw
-    from purecloud_webrtc.media import NullSink, ToneSource
+    from purecloud_webrtc.media import NullSink
 
     sdk = pcw.PureCloudWebrtcSdk(token, api_base_url=api, streaming_base_url=streaming,
-                                 ice_host_addresses=["127.0.0.1"], default_source=ToneSource(660.0),
+                                 ice_host_addresses=["127.0.0.1"], default_source=make_source(source),
                                  default_sink=NullSink(), stats_interval=0, jitter_buffer=jitter_buffer)
     sdk.initialize(timeout=30)
     reply({"ready": True, "rss_mb": rss_mb()})
@@ -79,6 +110,10 @@ def run_sdk(api: str, streaming: str, token: str, jitter_buffer: bool = True) ->
                     concealed.append((after.concealed_ms - b.concealed_ms) / 20.0 / frames)
                 reply({"fps": fps, "lag_growth_ms": growth, "concealed_fraction": concealed,
                        "cpu": (cpu1 - cpu0) / (t1 - t0), "rss_mb": rss_mb()})
+            elif msg["cmd"] == "track":
+                # The backlog over time: audio buffered ahead of the playout point (the worst call).
+                reply({"samples": track(float(msg["seconds"]), lambda: max(
+                    s.get_stats().jitter_buffer_depth_ms for s in sdk.sessions))})
             elif msg["cmd"] == "idle":
                 cpu0, t0 = time.process_time(), time.monotonic()
                 time.sleep(float(msg["seconds"]))
@@ -94,9 +129,10 @@ def run_sdk(api: str, streaming: str, token: str, jitter_buffer: bool = True) ->
 
 
 class RawCall:
-    def __init__(self) -> None:
+    def __init__(self, source: str = "tone") -> None:
         from _common import new_pc
 
+        self.source = source
         self.pc = new_pc()
         self.frames = 0
         self.t_first: Optional[float] = None
@@ -109,9 +145,8 @@ class RawCall:
         from aiortc import RTCSessionDescription
 
         from _common import loopback_only
-        from purecloud_webrtc.media import ToneSource
 
-        self.pc.addTrack(ToneSource(660.0).create_track())
+        self.pc.addTrack(make_source(self.source).create_track())
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:
@@ -141,7 +176,7 @@ class RawCall:
             self.lag = (now - self.t_first) - (frame.pts - self.pts_first) / 48000.0
 
 
-def run_raw() -> None:
+def run_raw(source: str = "tone") -> None:
     from purecloud_webrtc import _ice
 
     async def main() -> None:
@@ -159,7 +194,7 @@ def run_raw() -> None:
             if msg["cmd"] == "answer":
                 answers = []
                 for offer in msg["offers"]:
-                    call = RawCall()
+                    call = RawCall(source)
                     calls.append(call)
                     answers.append(await call.answer(offer))
                 reply({"answers": answers})
@@ -180,6 +215,16 @@ def run_raw() -> None:
                        # aiortc conceals nothing: the share of the window it had nothing to play instead.
                        "concealed_fraction": [(c.stall - s0) / (t1 - t0) for c, s0 in zip(calls, stall0)],
                        "cpu": (cpu1 - cpu0) / (t1 - t0), "rss_mb": rss_mb()})
+            elif msg["cmd"] == "track":
+                # How late the worst call's frames come out against the sender's clock, above its own
+                # level when the tracking began (aiortc has no buffer depth to read).
+                base = [c.lag for c in calls]
+                samples: List[List[float]] = []
+                end = time.monotonic() + float(msg["seconds"])
+                while time.monotonic() < end:
+                    samples.append([time.monotonic(), max((c.lag - b) * 1000.0 for c, b in zip(calls, base))])
+                    await asyncio.sleep(0.05)
+                reply({"samples": samples})
             elif msg["cmd"] == "quit":
                 break
         for call in calls:
@@ -190,7 +235,8 @@ def run_raw() -> None:
 
 
 if __name__ == "__main__":
+    kind = "noise" if "--noise" in sys.argv else "tone"
     if sys.argv[1] == "sdk":
-        run_sdk(*sys.argv[2:5], jitter_buffer="--no-jitter-buffer" not in sys.argv)
+        run_sdk(*sys.argv[2:5], jitter_buffer="--no-jitter-buffer" not in sys.argv, source=kind)
     else:
-        run_raw()
+        run_raw(kind)

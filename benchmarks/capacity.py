@@ -76,6 +76,52 @@ def _summary(n: int, m: Dict[str, Any], far_cpu: float, *, base_rss: float) -> D
             "rss_per_call_mb": (m["rss_mb"] - base_rss) / n, "cpu": m["cpu"], "far_end_cpu": far_cpu}
 
 
+#: the calls up while both cores are taken (:func:`starve`)
+STARVE_AT = 4
+#: spinning processes per core while starving: more runnable processes than cores, as on a busy server
+HOGS_PER_CORE = 4
+HOG = os.path.join(os.path.dirname(HERE), "scripts", "cpu-hog")
+
+
+def starve(worker: "Worker", log: Any, name: str, hog_seconds: float = 5.0, before: float = 2.0,
+           after: float = 4.0) -> Dict[str, Any]:
+    """Take every core with a spinning process for ``hog_seconds`` while the worker's calls run.
+
+    The worker reports the worst call's backlog every 50 ms (ours: audio buffered ahead of the playout
+    point; raw aiortc: how late frames come out against the sender's clock).  Figures: the backlog's peak
+    above its level before the hog, and how long after the hog ended it stayed more than 40 ms above
+    that level (the recovery time).
+    """
+    import statistics
+    import subprocess
+
+    total = before + hog_seconds + after
+    result: Dict[str, Any] = {}
+    tracker = threading.Thread(target=lambda: result.update(worker.ask({"cmd": "track", "seconds": total},
+                                                                       total + 60)), daemon=True)
+    tracker.start()
+    time.sleep(before)
+    start = time.monotonic()
+    hog = subprocess.Popen([PY, HOG, str(hog_seconds), str(HOGS_PER_CORE * (os.cpu_count() or 2))])
+    try:
+        hog.wait(hog_seconds + 30)
+    finally:
+        if hog.poll() is None:
+            hog.kill()
+    stop = time.monotonic()
+    tracker.join(total + 90)
+    samples = result.get("samples") or []
+    base = [v for t, v in samples if t < start] or [0.0]
+    baseline = statistics.median(base)
+    during = [v for t, v in samples if t >= start] or [baseline]
+    above = [t for t, v in samples if t >= stop and v > baseline + 40.0]
+    recovered = max(0.0, max(above) + 0.05 - stop) if above else 0.0
+    out = {"baseline_ms": baseline, "peak_backlog_ms": max(during) - baseline, "recovery_s": recovered,
+           "hog_s": stop - start, "recovered_in_window": not above or max(above) < samples[-1][0] - 0.2}
+    log(f"starvation {name} ({STARVE_AT} calls, {os.cpu_count()} cores hogged {stop - start:.1f} s): {out}")
+    return out
+
+
 def steps_until(limit: int) -> List[int]:
     """1, 4, 12, then 8 more at a time, up to ``limit`` (a run stops at the first step that fails)."""
     return [1, 4, 12] + list(range(20, limit + 1, 8))
@@ -88,15 +134,19 @@ def _measure(worker: "Worker", window: float) -> Any:
     return m, (time.process_time() - c0) / (time.monotonic() - t0)
 
 
-def capacity_ours(steps: List[int], window: float, log: Any, jitter_buffer: bool = True) -> List[Dict[str, Any]]:
-    """The SDK (with its jitter buffer, or with ``jitter_buffer=False`` to price the SDK's other costs)."""
+def capacity_ours(steps: List[int], window: float, log: Any, jitter_buffer: bool = True,
+                  starvation: bool = False, noise: bool = False) -> List[Dict[str, Any]]:
+    """The SDK (with its jitter buffer, or with ``jitter_buffer=False`` to price the SDK's other costs).
+
+    With ``noise`` the SDK sends audio that never repeats (see ``_worker.make_source``) instead of a tone.
+    """
     from purecloud_webrtc.emulator import Emulator
 
     rows: List[Dict[str, Any]] = []
-    name = "ours" if jitter_buffer else "sdk without jitter buffer"
+    name = ("ours" if jitter_buffer else "sdk without jitter buffer") + (" (noise)" if noise else "")
     with Emulator(cheap_far_ends=True) as emu:
         worker = Worker("sdk", emu.api_base_url, emu.streaming_base_url, emu.access_token,
-                        *([] if jitter_buffer else ["--no-jitter-buffer"]))
+                        *([] if jitter_buffer else ["--no-jitter-buffer"]), *(["--noise"] if noise else []))
         try:
             base = worker.hello["rss_mb"]
             for n in steps:
@@ -109,6 +159,8 @@ def capacity_ours(steps: List[int], window: float, log: Any, jitter_buffer: bool
                 row = _summary(n, *_measure(worker, window), base_rss=base)
                 rows.append(row)
                 log(f"capacity {name} {n}: {row}")
+                if n == STARVE_AT and starvation:
+                    row["starvation"] = starve(worker, log, name)
                 if not row["ok"]:
                     break
         finally:
@@ -173,10 +225,12 @@ class _FarEnds:
             self.thread.join(5)
 
 
-def capacity_raw(steps: List[int], window: float, log: Any) -> List[Dict[str, Any]]:
+def capacity_raw(steps: List[int], window: float, log: Any, starvation: bool = False,
+                 noise: bool = False) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
+    name = "raw" + (" (noise)" if noise else "")
     far = _FarEnds()
-    worker = Worker("raw")
+    worker = Worker("raw", *(["--noise"] if noise else []))
     try:
         base = worker.hello["rss_mb"]
         have = 0
@@ -187,13 +241,15 @@ def capacity_raw(steps: List[int], window: float, log: Any) -> List[Dict[str, An
             have = n
             got = worker.ask({"cmd": "wait"}, 60)["calls"]
             if got < n:
-                log(f"capacity raw: only {got}/{n} calls came up")
+                log(f"capacity {name}: only {got}/{n} calls came up")
                 rows.append({"calls": n, "ok": False})
                 break
             time.sleep(2.0)
             row = _summary(n, *_measure(worker, window), base_rss=base)
             rows.append(row)
-            log(f"capacity raw {n}: {row}")
+            log(f"capacity {name} {n}: {row}")
+            if n == STARVE_AT and starvation:
+                row["starvation"] = starve(worker, log, name)
             if not row["ok"]:
                 break
     finally:

@@ -171,6 +171,23 @@ def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
                 goals.append(f"CPU at {n} call{'s' if n > 1 else ''}: ours {ro['cpu'] * 100:.1f} % <= 0.5 x raw aiortc "
                              f"{rr['cpu'] * 100:.1f} %: {'MET' if ro['cpu'] <= 0.5 * rr['cpu'] else 'NOT MET'} "
                              f"(ratio {ro['cpu'] / rr['cpu']:.2f})")
+        on, rn = (capacity.best(results.get(k) or []) for k in ("capacity_ours_noise", "capacity_raw_noise"))
+        if on or rn:
+            ratio = f" (ratio {on['cpu'] / rn['cpu']:.2f})" if on and rn and rn["cpu"] else ""
+            rows.append([f"  CPU per call at {capacity.STARVE_AT} calls sending audio that never repeats (every "
+                         f"frame encoded){ratio}", fmt(on and on["cpu_per_call"] * 100, 1),
+                         fmt(rn and rn["cpu_per_call"] * 100, 1), "n/a"])
+        so_, sr_ = ((next((r for r in rows_ or [] if "starvation" in r), {}) or {}).get("starvation")
+                    for rows_ in (co, cr))
+        if so_ or sr_:
+            label = (f"starved ({capacity.STARVE_AT} calls, {capacity.HOGS_PER_CORE} spinning processes per core "
+                     f"for 5 s): peak backlog (ms) / recovery after (s)")
+            rows.append([label] + [f"{fmt(x['peak_backlog_ms'])} / {fmt(x['recovery_s'], 2)}" if x else "n/a"
+                                   for x in (so_, sr_)] + ["n/a"])
+            if so_:
+                goals.append(f"starvation: backlog back to normal {so_['recovery_s']:.2f} s after the hog (peak "
+                             f"{so_['peak_backlog_ms']:.0f} ms) <= 1 s: "
+                             f"{'MET' if so_['recovery_s'] <= 1.0 and so_['recovered_in_window'] else 'NOT MET'}")
         bn = capacity.best(results.get("capacity_nojb") or [])
         if results.get("capacity_nojb") is not None:
             rows.append(["  the SDK with jitter_buffer=False: calls (frames/s test only) / CPU per call (%)",
@@ -222,8 +239,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["setup_ours"] = setup_calls.measure_ours(args.calls, log)
     asyncio.run(async_parts(args, results))
     if "capacity" in args.only:
-        results["capacity_ours"] = capacity.capacity_ours(args.steps, args.window, log)
-        results["capacity_raw"] = capacity.capacity_raw(args.steps, args.window, log)
+        results["capacity_ours"] = capacity.capacity_ours(args.steps, args.window, log, starvation=True)
+        results["capacity_raw"] = capacity.capacity_raw(args.steps, args.window, log, starvation=True)
+        results["capacity_ours_noise"] = capacity.capacity_ours([capacity.STARVE_AT], args.window, log, noise=True)
+        results["capacity_raw_noise"] = capacity.capacity_raw([capacity.STARVE_AT], args.window, log, noise=True)
         results["capacity_nojb"] = capacity.capacity_ours(args.steps, args.window, log, jitter_buffer=False)
     if "idle" in args.only:
         results["idle"] = capacity.idle_cpu(args.idle, log)
