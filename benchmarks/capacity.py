@@ -258,6 +258,78 @@ def capacity_raw(steps: List[int], window: float, log: Any, starvation: bool = F
     return rows
 
 
+def _proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def capacity_lib(steps: List[int], window: float, log: Any) -> List[Dict[str, Any]]:
+    """libwebrtc (Node + @roamhq/wrtc, ``benchmarks/node/party.js``) as the measured side: it answers the
+    same cheap far ends as raw aiortc, sends a tone back in 10 ms chunks and plays what it receives into an
+    ``RTCAudioSink`` (decoded by libwebrtc, through its own jitter buffer).  A step passes when every call
+    delivered at least 97 % of its 10 ms chunks and libwebrtc concealed at most 2 % of the window."""
+    from _common import NodeParty
+
+    rows: List[Dict[str, Any]] = []
+    if not NodeParty.available():
+        log("benchmarks/node has no node_modules: libwebrtc capacity skipped (run `make bench`)")
+        return rows
+    far = _FarEnds()
+    node = NodeParty()
+    far.run(node.start())
+    assert node.proc is not None
+    pid = node.proc.pid
+    try:
+        base = _proc_rss_mb(pid)
+        have = 0
+        for n in steps:
+            offers = far.run(far.offers(n - have))
+            answers = []
+            for i, offer in enumerate(offers):
+                key = have + i
+                answers.append(far.run(node.request({"cmd": "answer", "id": key, "sdp": offer, "tone": 660},
+                                                    key, 60))["sdp"])
+            far.run(far.answers(answers))
+            have = n
+
+            def stats() -> List[Dict[str, Any]]:
+                return [far.run(node.request({"cmd": "stats", "id": k}, k, 30))["stats"] for k in range(n)]
+
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not all(s["frames10ms"] > 50 for s in stats()):
+                time.sleep(0.2)
+            time.sleep(2.0)
+            before, t0, c0, f0 = stats(), time.monotonic(), _proc_cpu_seconds(pid), time.process_time()
+            time.sleep(window)
+            after, t1, c1, f1 = stats(), time.monotonic(), _proc_cpu_seconds(pid), time.process_time()
+            span = t1 - t0
+            m = {"fps": [(a["frames10ms"] - b["frames10ms"]) / 2.0 / span for a, b in zip(after, before)],
+                 "lag_growth_ms": [0.0 for _ in after],
+                 "concealed_fraction": [((a["concealedMs"] or 0.0) - (b["concealedMs"] or 0.0)) / 1000.0 / span
+                                        for a, b in zip(after, before)],
+                 "cpu": (c1 - c0) / span, "rss_mb": _proc_rss_mb(pid)}
+            row = _summary(n, m, (f1 - f0) / span, base_rss=base)
+            rows.append(row)
+            log(f"capacity libwebrtc {n}: {row}")
+            if not row["ok"]:
+                break
+    finally:
+        try:
+            far.run(node.close(), 30)
+        finally:
+            far.close()
+    return rows
+
+
 def idle_cpu(seconds: float, log: Any) -> Dict[str, Any]:
     """CPU of a connected SDK with no call (its own process), over ``seconds``."""
     from purecloud_webrtc.emulator import Emulator

@@ -149,24 +149,28 @@ def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
                          f"{fmt(f['raw'].p50)} ms")
     co, cr = results.get("capacity_ours"), results.get("capacity_raw")
     if co is not None or cr is not None:
-        bo, br = capacity.best(co or []), capacity.best(cr or [])
-        rows.append(["concurrent bidirectional calls at 50 frames/s, no lag growth",
-                     str(bo["calls"]) if bo else "0", str(br["calls"]) if br else "0", "n/a"])
-        rows.append(["  CPU per call at that load (% of a core)", fmt(bo and bo["cpu_per_call"] * 100, 1),
-                     fmt(br and br["cpu_per_call"] * 100, 1), "n/a"])
-        rows.append(["  RSS per call (MB)", fmt(bo and bo["rss_per_call_mb"], 1), fmt(br and br["rss_per_call_mb"], 1),
-                     "n/a"])
-        rows.append(["  calls per core (calls / CPU of the measured process, last step that passed)",
-                     fmt(bo and bo["calls"] / max(bo["cpu"], 1e-9), 1), fmt(br and br["calls"] / max(br["cpu"], 1e-9), 1),
-                     "n/a"])
+        cl = results.get("capacity_lib")
+        bo, br, bl = capacity.best(co or []), capacity.best(cr or []), capacity.best(cl or [])
+        cols = (bo, br, bl) if cl else (bo, br)
+        pad = [] if cl else ["n/a"]
+
+        def each(value: Any) -> List[str]:
+            return [value(b) if b else "n/a" for b in cols] + pad
+
+        rows.append(["concurrent bidirectional calls at 50 frames/s, no lag growth"]
+                    + [str(b["calls"]) if b else "0" for b in cols] + pad)
+        rows.append(["  CPU per call at that load (% of a core)"] + each(lambda b: fmt(b["cpu_per_call"] * 100, 1)))
+        rows.append(["  RSS per call (MB)"] + each(lambda b: fmt(b["rss_per_call_mb"], 1)))
+        rows.append(["  calls per core (calls / CPU of the measured process, last step that passed)"]
+                    + each(lambda b: fmt(b["calls"] / max(b["cpu"], 1e-9), 1)))
         for n in (1, 4, 12):
-            ro = next((r for r in co or [] if r["calls"] == n and "cpu" in r), None)
-            rr = next((r for r in cr or [] if r["calls"] == n and "cpu" in r), None)
+            at = [next((r for r in c or [] if r["calls"] == n and "cpu" in r), None) for c in (co, cr, cl)]
+            ro, rr = at[0], at[1]
             ratio = f" (ratio {ro['cpu'] / rr['cpu']:.2f})" if ro and rr and rr["cpu"] else ""
-            rows.append([f"  CPU per call at {n} call{'s' if n > 1 else ''} (% of a core){ratio}",
-                         fmt(ro and ro["cpu_per_call"] * 100, 1), fmt(rr and rr["cpu_per_call"] * 100, 1), "n/a"])
-            rows.append([f"    far ends' own CPU at {n} (% of a core, another process)",
-                         fmt(ro and ro["far_end_cpu"] * 100, 1), fmt(rr and rr["far_end_cpu"] * 100, 1), "n/a"])
+            rows.append([f"  CPU per call at {n} call{'s' if n > 1 else ''} (% of a core){ratio}"]
+                        + [fmt(r and r["cpu_per_call"] * 100, 1) for r in at])
+            rows.append([f"    far ends' own CPU at {n} (% of a core, another process)"]
+                        + [fmt(r and r["far_end_cpu"] * 100, 1) for r in at])
             if ro and rr and rr["cpu"]:
                 goals.append(f"CPU at {n} call{'s' if n > 1 else ''}: ours {ro['cpu'] * 100:.1f} % <= 0.5 x raw aiortc "
                              f"{rr['cpu'] * 100:.1f} %: {'MET' if ro['cpu'] <= 0.5 * rr['cpu'] else 'NOT MET'} "
@@ -241,6 +245,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "capacity" in args.only:
         results["capacity_ours"] = capacity.capacity_ours(args.steps, args.window, log, starvation=True)
         results["capacity_raw"] = capacity.capacity_raw(args.steps, args.window, log, starvation=True)
+        results["capacity_lib"] = capacity.capacity_lib(args.steps, args.window, log)
         results["capacity_ours_noise"] = capacity.capacity_ours([capacity.STARVE_AT], args.window, log, noise=True)
         results["capacity_raw_noise"] = capacity.capacity_raw([capacity.STARVE_AT], args.window, log, noise=True)
         results["capacity_nojb"] = capacity.capacity_ours(args.steps, args.window, log, jitter_buffer=False)

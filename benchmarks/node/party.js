@@ -3,6 +3,7 @@
 // Commands (one JSON object per line) and answers (one per line on stdout):
 //   {"cmd":"answer","id":K,"sdp":OFFER}  -> {"id":K,"sdp":ANSWER}   receive audio, report clicks
 //   {"cmd":"stats","id":K}               -> {"id":K,"stats":{...}}  frames, gaps, concealment
+//   {"cmd":"answer","id":K,"sdp":OFFER,"tone":HZ} -> same, and send a tone back (the capacity run)
 //   {"cmd":"close","id":K}               -> {"id":K,"closed":true}
 //   {"cmd":"setup","n":N}                -> {"setup":[{connected_ms, first_audio_ms}, ...]}
 //   {"cmd":"quit"}
@@ -96,10 +97,14 @@ class Listener {
   stop() { try { this.sink.stop(); } catch (e) { /* already stopped */ } }
 }
 
-async function answer(id, offer) {
+async function answer(id, offer, toneHz) {
   const pc = new RTCPeerConnection({ iceServers: [] });
-  const entry = { pc, listener: null };
+  const entry = { pc, listener: null, tone: null };
   calls.set(id, entry);
+  if (toneHz) {
+    entry.tone = toneSource(toneHz);
+    pc.addTrack(entry.tone.source.createTrack());
+  }
   pc.ontrack = (e) => {
     if (e.track.kind === 'audio' && !entry.listener) entry.listener = new Listener(id, e.track);
   };
@@ -139,18 +144,19 @@ function close(id) {
   const entry = calls.get(id);
   if (entry) {
     if (entry.listener) entry.listener.stop();
+    if (entry.tone) entry.tone.stop();
     entry.pc.close();
     calls.delete(id);
   }
   send({ id, closed: true });
 }
 
-function toneSource() {
+function toneSource(hz = 300) {
   const source = new RTCAudioSource();
   let phase = 0;
   const timer = setInterval(() => {
     const samples = new Int16Array(480);
-    for (let i = 0; i < 480; i++) { samples[i] = Math.round(Math.sin(phase) * 3000); phase += (2 * Math.PI * 300) / 48000; }
+    for (let i = 0; i < 480; i++) { samples[i] = Math.round(Math.sin(phase) * 3000); phase += (2 * Math.PI * hz) / 48000; }
     source.onData({ samples, sampleRate: 48000, bitsPerSample: 16, channelCount: 1, numberOfFrames: 480 });
   }, 10);
   return { source, stop: () => clearInterval(timer) };
@@ -207,7 +213,7 @@ rl.on('line', (line) => {
   let msg;
   try { msg = JSON.parse(line); } catch (e) { return; }
   const fail = (e) => send({ id: msg.id, error: String(e && e.stack || e) });
-  if (msg.cmd === 'answer') answer(msg.id, msg.sdp).catch(fail);
+  if (msg.cmd === 'answer') answer(msg.id, msg.sdp, msg.tone).catch(fail);
   else if (msg.cmd === 'stats') stats(msg.id).catch(fail);
   else if (msg.cmd === 'close') close(msg.id);
   else if (msg.cmd === 'setup') setup(msg.n).catch(fail);
