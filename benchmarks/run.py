@@ -6,7 +6,7 @@ packages and runs this inside a network namespace with only loopback::
     scripts/netns-run .venv/bin/python benchmarks/run.py [--quick] [--only setup,latency,capacity,idle,events]
 
 Everything talks to 127.0.0.1 only.  The machine is shared and noisy: read the figures as ratios within
-one run.  The full run takes about 12 minutes (latency runs a minute per condition), ``--quick`` about 3.
+one run.  The full run takes about 15 minutes (latency runs a minute per condition), ``--quick`` a few.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few minutes instead of ~12")
+    parser.add_argument("--quick", action="store_true", help="a few minutes instead of ~15")
     parser.add_argument("--only", default="setup,latency,capacity,idle,events",
                         help="comma-separated parts (default: all)")
     args = parser.parse_args(argv)
