@@ -1022,3 +1022,53 @@ def test_in_band_dtmf_detection_runs_only_while_wanted() -> None:
     wanted[0] = True
     play("34")
     assert heard == ["3", "4"]
+
+
+def test_the_pump_hands_samples_to_sinks_that_take_them_and_frames_to_the_others():
+    """The jitter buffer's track gives samples (``recv_pcm``); a sink of one's own with only ``write``
+    (or a MultiSink holding one) still gets ``av.AudioFrame``s, and a swap mid-call is followed per frame."""
+    tone = (np.sin(2 * np.pi * 500 * np.arange(960) / 48000) * 8000).astype(np.int16)
+
+    class PcmTrack(MediaStreamTrack):
+        kind = "audio"
+        pcm_rate = 48000
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        async def recv_pcm(self) -> np.ndarray:
+            self.count += 1
+            if self.count > 6:
+                raise MediaStreamError
+            await asyncio.sleep(0)
+            return tone
+
+        async def recv(self) -> av.AudioFrame:
+            return sources.make_frame(await self.recv_pcm(), 0)
+
+    class FramesOnly(media.AudioSink):
+        def __init__(self) -> None:
+            self.got: list = []
+
+        def write(self, frame: av.AudioFrame) -> None:
+            self.got.append(frame)
+
+    buffer, frames_only = media.BufferSink(), FramesOnly()
+    router = media.MultiSink([buffer])
+    pump = media.SinkPump(PcmTrack(), router)
+
+    async def run() -> None:
+        pump.start()
+        while pump.frames < 3:
+            await asyncio.sleep(0)
+        pump.sink = media.MultiSink([buffer, frames_only])
+        await pump.wait_ended()
+
+    asyncio.run(run())
+    assert pump.frames == 6
+    assert buffer.frames_received == 6
+    assert len(frames_only.got) == 3 and all(isinstance(f, av.AudioFrame) for f in frames_only.got)
+    assert abs(media.dominant_frequency(buffer.samples()) - 500.0) < 2.0
+    assert abs(media.dominant_frequency(frames_only.got[0].to_ndarray().reshape(-1)) - 500.0) < 5.0
+    assert not media.MultiSink([buffer, frames_only]).accepts_pcm and media.NullSink().accepts_pcm
