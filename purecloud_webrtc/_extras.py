@@ -13,6 +13,7 @@ __all__ = ["MissingExtraError", "require", "EXTRAS"]
 EXTRAS = {
     "audio": ("microphones and speakers (pyaudio)", "pyaudio"),
     "emulator": ("the bundled emulator, the demo and doctor --emulator (aiohttp)", "aiohttp"),
+    "pipecat": ("the Pipecat transport, purecloud_webrtc.contrib.pipecat (Python 3.11+)", "pipecat"),
 }
 
 

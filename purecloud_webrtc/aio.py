@@ -365,6 +365,13 @@ class AsyncSession(_AsyncEmitter):
         await self._owner._acall(lambda c: c.set_sink(self.sync._core_session, sink, close_previous, deadline(timeout)),
                                  grace(timeout or DEFAULT_TIMEOUT), "set_sink")
 
+    async def send_dtmf(self, digits: str, *, method: str = "auto", duration: float = 0.1, gap: float = 0.07,
+                        timeout: Optional[float] = 15.0) -> str:
+        """Send DTMF ``digits``; returns the method used; see :meth:`Session.send_dtmf`."""
+        return await self._owner._acall(  # type: ignore[no-any-return]
+            lambda c: c.send_dtmf(self.sync._core_session, digits, method, duration, gap, deadline(timeout)),
+            grace(timeout or DEFAULT_TIMEOUT), "send_dtmf")
+
     async def start_recording(self, path: Any, *, timeout: Optional[float] = None, mode: int = 0o600) -> None:
         """Record this call to a stereo WAV (owner-only file by default); see :meth:`Session.start_recording`."""
         await self._owner._acall(lambda c: c.start_recording(self.sync._core_session, path, mode, deadline(timeout)),
@@ -608,6 +615,12 @@ class AsyncPureCloudWebrtcSdk(_AsyncEmitter):
         await target.set_audio_mute(muted, rest=rest, timeout=timeout)
 
     setAudioMute = set_audio_mute  # noqa: N815
+
+    async def set_conversation_held(self, conversation_id: str, held: bool, *, timeout: Optional[float] = 15.0) -> None:
+        """Put this user's side of a conversation on hold (or take it off); see
+        :meth:`PureCloudWebrtcSdk.set_conversation_held`."""
+        await self._acall(lambda c: c.set_conversation_held(conversation_id, held, deadline(timeout)), grace(timeout),
+                          "set_conversation_held")
 
     def set_access_token(self, token: str) -> None:
         """Use ``token`` for REST calls and the next (re)connect (no I/O, so not awaitable)."""

@@ -34,6 +34,7 @@ from .sinks import (
 from .sources import (
     AudioSource,
     CallbackSource,
+    StreamSource,
     MicrophoneSource,
     SilenceSource,
     ToneSource,
@@ -55,6 +56,7 @@ __all__ = [
     "BufferSink",
     "CallbackSink",
     "CallbackSource",
+    "StreamSource",
     "FRAME_SAMPLES",
     "FrameConverter",
     "JitterBufferConfig",

@@ -485,11 +485,11 @@ class CallbackSink(AudioSink):
     """Hands received audio to ``fn(samples, timestamp_seconds)`` on a worker thread.
 
     ``fn`` runs on a dedicated thread named ``pcw-audio-cb-N``, in order, one
-    20 ms frame at a time: ``samples`` is a 1-D int16 numpy array (48 kHz mono)
-    or, with ``as_numpy=False``, the same as little-endian bytes;
-    ``timestamp_seconds`` is the frame's position in the received stream (the
-    samples this sink got before it, over 48000), so gaps from dropped frames
-    show.  If ``fn`` falls behind by ``max_queue`` frames the oldest are dropped
+    20 ms frame at a time: ``samples`` is a 1-D int16 numpy array (mono, at
+    ``sample_rate``, 48 kHz by default; resampled here) or, with ``as_numpy=False``,
+    the same as little-endian bytes; ``timestamp_seconds`` is the frame's position
+    in the received stream (the samples this sink got before it, over the rate),
+    so gaps from dropped frames show.  If ``fn`` falls behind by ``max_queue`` frames the oldest are dropped
     (counted in :attr:`dropped`, with a warning at most once a second).  An
     exception in ``fn`` is logged with its traceback, counted in
     :attr:`errors` and passed to ``on_error`` (same thread) if given; it never
@@ -499,6 +499,7 @@ class CallbackSink(AudioSink):
     :param as_numpy: numpy arrays (default) or bytes.
     :param max_queue: frames queued before dropping.
     :param on_error: optional ``on_error(exc)`` called after an exception in ``fn``.
+    :param sample_rate: the rate ``fn`` gets: 8000, 16000, 24000, 32000, 44100 or 48000 Hz.
     """
 
     def __init__(
@@ -508,12 +509,17 @@ class CallbackSink(AudioSink):
         as_numpy: bool = True,
         max_queue: int = 100,
         on_error: Optional[Callable[[BaseException], None]] = None,
+        sample_rate: int = SAMPLE_RATE,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"CallbackSink needs a callable, not {type(fn).__name__}")
+        if sample_rate not in (8000, 16000, 24000, 32000, 44100, 48000):
+            raise ValueError(f"sample_rate must be 8000, 16000, 24000, 32000, 44100 or 48000, not {sample_rate!r}")
         self.fn = fn
         self.as_numpy = as_numpy
-        self._converter = FrameConverter(channels=1, rate=SAMPLE_RATE)
+        self.sample_rate = int(sample_rate)
+        self._converter = FrameConverter(channels=1, rate=self.sample_rate)
+        self._pcm_pts = 0
         self._samples_seen = 0
         self._closed = False
         self._worker: _Worker[tuple[Any, float]] = _Worker(
@@ -527,14 +533,23 @@ class CallbackSink(AudioSink):
     def write(self, frame: av.AudioFrame) -> None:
         if self._closed:
             return
-        self.write_pcm(self._converter.convert(frame))
+        self._deliver_samples(self._converter.convert(frame))
 
     accepts_pcm = True
 
     def write_pcm(self, samples: np.ndarray) -> None:
         if self._closed:
             return
-        timestamp = self._samples_seen / SAMPLE_RATE
+        if self.sample_rate != SAMPLE_RATE:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples).reshape(1, -1), format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, self._pcm_pts, _TIME_BASE
+            self._pcm_pts += samples.size
+            samples = self._converter.convert(frame)
+        self._deliver_samples(samples)
+
+    def _deliver_samples(self, samples: np.ndarray) -> None:
+        timestamp = self._samples_seen / self.sample_rate
         self._samples_seen += samples.size
         if samples.size:
             payload: Any = samples if self.as_numpy else samples.astype("<i2", copy=False).tobytes()

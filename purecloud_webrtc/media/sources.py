@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import collections.abc
 import fractions
 import logging
@@ -26,7 +27,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import av
 import numpy as np
@@ -34,7 +35,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import _pyaudio
 from ._pyaudio import AudioDevice, AudioDeviceError
-from .analysis import FRAME_SAMPLES, SAMPLE_RATE, to_int16
+from .analysis import FRAME_SAMPLES, SAMPLE_RATE, FrameConverter, to_int16
 
 __all__ = [
     "AudioSource",
@@ -44,6 +45,7 @@ __all__ = [
     "MicrophoneSource",
     "TrackSource",
     "CallbackSource",
+    "StreamSource",
     "resolve_source",
     "SourceSpec",
 ]
@@ -476,6 +478,132 @@ class CallbackSource(AudioSource):
 
     def __repr__(self) -> str:
         return f"<CallbackSource {self.fn!r}{' closed' if self.closed else ''}>"
+
+
+class StreamSource(AudioSource):
+    """Audio you push: PCM at ``sample_rate`` written from any thread, sent in real time.
+
+    For bots and pipelines that produce audio in chunks (a TTS engine, a voice-bot framework): write what
+    you have with :meth:`write` (resampled to 48 kHz here, no hand-written resampling), and the call sends
+    it at 50 frames a second; while nothing is queued it sends silence.  :meth:`clear` drops what is queued
+    (barge-in: the caller spoke over the bot).  At most ``max_seconds`` are held: a writer that runs ahead
+    further loses its oldest audio (counted in :attr:`dropped_seconds`, with a warning); pace yourself
+    with :attr:`buffered_seconds`.
+
+    :param sample_rate: the rate of what is written: 8000, 16000, 24000, 32000, 44100 or 48000 Hz.
+    :param max_seconds: the most audio held (default 2 s).
+    """
+
+    RATES = (8000, 16000, 24000, 32000, 44100, 48000)
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, *, max_seconds: float = 2.0) -> None:
+        super().__init__()
+        if sample_rate not in self.RATES:
+            raise ValueError(f"sample_rate must be one of {self.RATES}, not {sample_rate!r}")
+        if not 0.02 <= max_seconds <= 60:
+            raise ValueError(f"max_seconds must be between 0.02 and 60, not {max_seconds!r}")
+        self.sample_rate = int(sample_rate)
+        self.max_seconds = float(max_seconds)
+        self._lock = threading.Lock()
+        self._chunks: "collections.deque[np.ndarray]" = collections.deque()
+        self._queued = 0  # samples at 48 kHz
+        self._converter = _Resampler(self.sample_rate)
+        self._warned = False
+        #: seconds of written audio dropped because more than ``max_seconds`` were queued
+        self.dropped_seconds = 0.0
+        #: seconds of audio sent from what was written
+        self.sent_seconds = 0.0
+
+    def write(self, samples: Union[np.ndarray, bytes, bytearray, memoryview, Sequence[float]]) -> None:
+        """Queue mono ``samples`` at :attr:`sample_rate` (int16 or float arrays, or little-endian int16
+        bytes); any thread, never blocks."""
+        if self.closed:
+            raise RuntimeError("StreamSource is closed")
+        data = to_int16(samples).reshape(-1)
+        if data.size == 0:
+            return
+        with self._lock:
+            pcm = self._converter.convert(data)
+            if pcm.size == 0:
+                return
+            self._chunks.append(pcm)
+            self._queued += pcm.size
+            limit = int(self.max_seconds * SAMPLE_RATE)
+            dropped = 0
+            while self._queued > limit and self._chunks:
+                extra = self._queued - limit
+                head = self._chunks[0]
+                if head.size <= extra:
+                    self._chunks.popleft()
+                    self._queued -= head.size
+                    dropped += head.size
+                else:
+                    self._chunks[0] = head[extra:]
+                    self._queued -= extra
+                    dropped += extra
+            warn = dropped and not self._warned
+            if dropped:
+                self.dropped_seconds += dropped / SAMPLE_RATE
+                self._warned = True
+        if warn:
+            logger.warning("%r: more than %.1f s written ahead; the oldest audio was dropped (pace the writer "
+                           "with buffered_seconds)", self, self.max_seconds)
+
+    def clear(self) -> float:
+        """Drop everything queued (barge-in); returns the seconds dropped.  Any thread."""
+        with self._lock:
+            dropped = self._queued / SAMPLE_RATE
+            self._chunks.clear()
+            self._queued = 0
+        return dropped
+
+    @property
+    def buffered_seconds(self) -> float:
+        """Seconds written and not sent yet."""
+        return self._queued / SAMPLE_RATE
+
+    def _take(self, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int16)
+        filled = 0
+        with self._lock:
+            while filled < n and self._chunks:
+                head = self._chunks[0]
+                take = min(n - filled, head.size)
+                out[filled:filled + take] = head[:take]
+                if take == head.size:
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = head[take:]
+                filled += take
+            self._queued -= filled
+            self.sent_seconds += filled / SAMPLE_RATE
+        return out
+
+    def create_track(self) -> MediaStreamTrack:
+        self._check_open()
+        track = _GeneratedTrack(self._take)
+        self._remember(track)
+        return track
+
+    def __repr__(self) -> str:
+        return (f"<StreamSource {self.sample_rate} Hz, {self.buffered_seconds:.2f} s queued"
+                f"{' closed' if self.closed else ''}>")
+
+
+class _Resampler:
+    """Mono int16 at ``rate`` to 48 kHz, stateful (consecutive chunks join without clicks)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._converter = None if rate == SAMPLE_RATE else FrameConverter(channels=1, rate=SAMPLE_RATE)
+        self._pts = 0
+
+    def convert(self, samples: np.ndarray) -> np.ndarray:
+        if self._converter is None:
+            return samples.copy()
+        frame = make_frame(samples, self._pts, self.rate)
+        self._pts += samples.size
+        return self._converter.convert(frame)
 
 
 class TrackSource(AudioSource):

@@ -1,0 +1,1 @@
+"""Integrations with other frameworks, each behind an extra (``purecloud_webrtc.contrib.pipecat``: ``[pipecat]``)."""

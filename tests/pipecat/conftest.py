@@ -1,0 +1,24 @@
+"""The Pipecat lane: a real Pipecat pipeline (PyPI ``pipecat-ai``) on calls with the emulator.
+
+It runs in a venv of its own (``make test-pipecat``, part of ``make test``): Pipecat needs Python 3.11+ and
+brings heavy dependencies that stay out of the SDK's other extras.  Elsewhere the folder is skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    collect_ignore_glob = ["test_*.py"]
+else:
+    try:
+        import pipecat  # noqa: F401
+    except ImportError:
+        collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    for item in items:
+        item.add_marker(pytest.mark.pipecat)
