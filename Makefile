@@ -18,6 +18,12 @@ OLDEST_ARGS ?= tests/unit tests/integration --ignore=tests/integration/test_docs
 	--ignore=tests/integration/test_packaging.py --ignore=tests/integration/test_web_samples.py \
 	--ignore=tests/integration/test_scaling_samples.py --ignore=tests/integration/test_doc_examples.py \
 	--deselect=tests/integration/test_soak.py::test_memory_threads_and_descriptors_per_call_stay_flat
+# The third lane of `make test`: the Pipecat transport (tests/pipecat) in a venv of its own (Pipecat needs
+# Python 3.11+ and heavy dependencies kept out of the other extras); skipped without a Python 3.11+.
+VENV_PIPECAT ?= .venv-pipecat
+PIPECAT_PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
 NETNS_RUN   := scripts/netns-run
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k sdp -x'
 PYTEST_ARGS ?=
@@ -27,7 +33,7 @@ TEST_TIMEOUT ?= 900
 
 export VENV
 
-.PHONY: help bootstrap demo test test-fast test-oldest bench lint clean docs dist-check
+.PHONY: help bootstrap demo test test-fast test-oldest test-pipecat bench lint clean docs dist-check
 
 help: ## Show this help
 	@echo "purecloud_webrtc -- make targets:"
@@ -50,6 +56,7 @@ test: bootstrap ## Set up, then run the whole suite (network-isolated), then its
 		echo "make test: the suite ran over TEST_TIMEOUT=$(TEST_TIMEOUT)s and was stopped" >&2; \
 	fi; exit $$rc; }
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-oldest; fi
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-pipecat; fi
 
 test-fast: bootstrap ## The unit lane only (no emulator, no servers): seconds
 	$(VENV_PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
@@ -59,6 +66,16 @@ test-oldest: ## The unit and integration lanes in .venv-oldest (scripts/constrai
 	@echo "+ $(NETNS_RUN) $(VENV_OLDEST)/bin/python -m pytest -p no:cacheprovider $(OLDEST_ARGS)"
 	@timeout --foreground --signal=INT --kill-after=30 $(TEST_TIMEOUT) \
 		$(NETNS_RUN) $(VENV_OLDEST)/bin/python -m pytest -p no:cacheprovider $(OLDEST_ARGS)
+
+test-pipecat: ## The Pipecat lane (tests/pipecat) in .venv-pipecat (needs a Python 3.11+; skipped without one)
+	@if [ -z "$(PIPECAT_PYTHON)" ]; then \
+		echo "make test-pipecat: Pipecat needs Python 3.11 or later and none was found: lane skipped" >&2; \
+	else \
+		PYTHON=$(PIPECAT_PYTHON) VENV=$(VENV_PIPECAT) BOOTSTRAP_EXTRAS=emulator,pipecat,dev bash scripts/bootstrap.sh \
+		&& echo "+ $(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/pipecat" \
+		&& timeout --foreground --signal=INT --kill-after=30 $(TEST_TIMEOUT) \
+			$(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/pipecat; \
+	fi
 
 # Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS=--quick
 BENCH_ARGS ?=
@@ -81,6 +98,6 @@ dist-check: bootstrap ## Build the sdist and the wheel, install the wheel in a f
 	$(NETNS_RUN) $(VENV_PY) scripts/dist_check.py
 
 clean: ## Remove .venv, build artefacts and caches
-	rm -rf $(VENV) $(VENV_OLDEST) build dist .eggs *.egg-info .pytest_cache .hypothesis \
+	rm -rf $(VENV) $(VENV_OLDEST) $(VENV_PIPECAT) build dist .eggs *.egg-info .pytest_cache .hypothesis \
 		.mypy_cache .ruff_cache .coverage htmlcov tests/.artifacts docs/_build docs/*.inc
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -204,29 +204,49 @@ def test_the_pipeline_ends_within_a_second_when_the_caller_hangs_up(emulator: An
     run(main())
 
 
-def test_barge_in_stops_the_queued_bot_audio_within_100_ms(emulator: Any) -> None:
+def _loud_blocks(samples: np.ndarray) -> np.ndarray:
+    """Indexes of the 10 ms blocks (at 48 kHz) of ``samples`` that carry sound."""
+    blocks = samples[:samples.size // 480 * 480].reshape(-1, 480).astype(np.float64)
+    return np.flatnonzero(np.sqrt((blocks ** 2).mean(axis=1)) > 300)
+
+
+def test_barge_in_stops_the_queued_bot_audio_within_100_ms(emulator: Any, tmp_path: Any) -> None:
+    """What the SDK sends is read from the call's recording (its left channel is what was sent, on the
+    SDK's clock): after the interruption the bot's queued audio must stop being sent within 100 ms.  The
+    transport drops what the SDK holds at once, so only the frame already taken goes out (at most 20 ms,
+    plus the 10 ms blocks measured here).  The SDK may hold up to 200 ms here (``max_output_ahead``), so
+    without that drop the bot would go on for 200 ms or more."""
+    import wave
+
     async def main() -> None:
         async with _sdk(emulator) as sdk:
             await sdk.initialize()
-            bot = Bot(sdk, emulator, tone=440.0)
+            bot = Bot(sdk, emulator, tone=440.0, max_output_ahead=0.2)
             await bot.start()
             try:
                 await bot.heard_tone(440.0)
-                bot.call.set_tone(amplitude=0.0)  # only the bot's audio at the far end from here on
+                path = tmp_path / "call.wav"
+                before = time.monotonic()
+                await bot.transport.session.start_recording(str(path))
+                recording_started = (before + time.monotonic()) / 2
                 for frame in tone_frames(660.0, 6.0):
                     await bot.task.queue_frame(frame)
                 await until(lambda: abs(bot.call.heard_frequency(0.3) - 660.0) < 5, 15, "the bot at the far end")
-                sink = bot.call._sink
-                heard_before = sink.total_seconds
+                await asyncio.sleep(0.6)  # the bot is well into its 6 s
+                interrupted = time.monotonic()
                 await bot.task.queue_frame(InterruptionFrame())
-                await asyncio.sleep(1.0)
-                after = sink.samples()[-int((sink.total_seconds - heard_before) * 48000):]
-                # The last 10 ms block of the far end's audio that still carries the tone.
-                blocks = after[:after.size // 480 * 480].reshape(-1, 480).astype(np.float64)
-                loud = np.flatnonzero(np.sqrt((blocks ** 2).mean(axis=1)) > 300)
-                last = (loud[-1] + 1) * 0.01 if loud.size else 0.0
-                assert last <= 0.1, f"the bot's audio went on {last * 1000:.0f} ms after the interruption"
-                assert 0.4 < sink.total_seconds - heard_before, "the far end stopped receiving audio"
+                await asyncio.sleep(0.5)
+                await bot.transport.session.stop_recording()
+                with wave.open(str(path)) as wav:
+                    sent = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)[:, 0]
+                at = int((interrupted - recording_started) * 48000)
+                loud = _loud_blocks(sent[at:])
+                went_on = (loud[-1] + 1) * 0.01 if loud.size else 0.0
+                print(f"barge-in: the bot's audio stopped being sent {went_on * 1000:.0f} ms after the interruption")
+                assert _loud_blocks(sent[at - 24000:at]).size > 40, "the bot was not talking before"
+                assert went_on <= 0.1, f"the bot's audio was sent for {went_on * 1000:.0f} ms after the interruption"
+                # And the far end hears it stop: the bot's tone is gone from what it receives.
+                await until(lambda: abs(bot.call.heard_frequency(0.3) - 660.0) > 20, 2, "the far end to hear the bot stop")
             finally:
                 await bot.stop()
 
