@@ -18,7 +18,7 @@ OLDEST_ARGS ?= tests/unit tests/integration --ignore=tests/integration/test_docs
 	--ignore=tests/integration/test_packaging.py --ignore=tests/integration/test_web_samples.py \
 	--ignore=tests/integration/test_scaling_samples.py --ignore=tests/integration/test_doc_examples.py \
 	--deselect=tests/integration/test_soak.py::test_memory_threads_and_descriptors_per_call_stay_flat
-# The third lane of `make test`: the Pipecat transport (tests/pipecat) in a venv of its own (Pipecat needs
+# The third lane of `make test`: the Pipecat transport (tests/voicebots) in a venv of its own (Pipecat needs
 # Python 3.11+ and heavy dependencies kept out of the other extras); skipped without a Python 3.11+.
 VENV_PIPECAT ?= .venv-pipecat
 PIPECAT_PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
@@ -67,14 +67,14 @@ test-oldest: ## The unit and integration lanes in .venv-oldest (scripts/constrai
 	@timeout --foreground --signal=INT --kill-after=30 $(TEST_TIMEOUT) \
 		$(NETNS_RUN) $(VENV_OLDEST)/bin/python -m pytest -p no:cacheprovider $(OLDEST_ARGS)
 
-test-pipecat: ## The Pipecat lane (tests/pipecat) in .venv-pipecat (needs a Python 3.11+; skipped without one)
+test-pipecat: ## The Pipecat lane (tests/voicebots) in .venv-pipecat (needs a Python 3.11+; skipped without one)
 	@if [ -z "$(PIPECAT_PYTHON)" ]; then \
 		echo "make test-pipecat: Pipecat needs Python 3.11 or later and none was found: lane skipped" >&2; \
 	else \
 		PYTHON=$(PIPECAT_PYTHON) VENV=$(VENV_PIPECAT) BOOTSTRAP_EXTRAS=emulator,pipecat,dev bash scripts/bootstrap.sh \
-		&& echo "+ $(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/pipecat" \
+		&& echo "+ $(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/voicebots" \
 		&& timeout --foreground --signal=INT --kill-after=30 $(TEST_TIMEOUT) \
-			$(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/pipecat; \
+			$(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/voicebots; \
 	fi
 
 # Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS=--quick

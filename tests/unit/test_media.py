@@ -1072,3 +1072,71 @@ def test_the_pump_hands_samples_to_sinks_that_take_them_and_frames_to_the_others
     assert abs(media.dominant_frequency(buffer.samples()) - 500.0) < 2.0
     assert abs(media.dominant_frequency(frames_only.got[0].to_ndarray().reshape(-1)) - 500.0) < 5.0
     assert not media.MultiSink([buffer, frames_only]).accepts_pcm and media.NullSink().accepts_pcm
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
+def test_stream_source_takes_pcm_at_its_rate_and_sends_it_at_48_khz(rate):
+    source = media.StreamSource(rate)
+    t = np.arange(rate) / rate
+    source.write((np.sin(2 * np.pi * 660 * t) * 10000).astype(np.int16))  # 1 s
+    assert 0.95 < source.buffered_seconds <= 1.0
+    track = source.create_track()
+    out = np.concatenate([track._produce(960) for _ in range(50)])
+    assert abs(media.dominant_frequency(out[4800:]) - 660.0) < 2.0
+    assert np.abs(out[4800:]).max() > 8000  # the level is kept
+    assert source.buffered_seconds < 0.01
+    # Nothing queued: silence, never an error.
+    assert not track._produce(960).any()
+    source.close()
+
+
+def test_stream_source_clear_drops_what_is_queued_and_bounds_what_it_holds():
+    source = media.StreamSource(16000, max_seconds=0.5)
+    source.write(b"\x10\x00" * 16000)  # 1 s of bytes: only the newest 0.5 s is kept
+    assert abs(source.buffered_seconds - 0.5) < 0.01 and abs(source.dropped_seconds - 0.5) < 0.01
+    assert abs(source.clear() - 0.5) < 0.01 and source.buffered_seconds == 0.0
+    source.write(np.full(160, 0.25, dtype=np.float32))  # floats: full scale 1.0
+    assert source.buffered_seconds > 0.005
+    with pytest.raises(ValueError, match="sample_rate"):
+        media.StreamSource(11025)
+    source.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        source.write(b"\x00\x00")
+
+
+def test_callback_sink_hands_pcm_at_the_rate_asked():
+    got: list = []
+    done = threading.Event()
+
+    def fn(samples: np.ndarray, at: float) -> None:
+        got.append((samples, at))
+        if len(got) == 25:
+            done.set()
+
+    sink = media.CallbackSink(fn, sample_rate=16000)
+    tone = (np.sin(2 * np.pi * 500 * np.arange(960 * 25) / 48000) * 9000).astype(np.int16)
+    for i in range(25):
+        sink.write_pcm(tone[i * 960:(i + 1) * 960])
+    assert done.wait(5)
+    sink.close()
+    pcm = np.concatenate([s for s, _ in got])
+    assert abs(pcm.size - 16000 * 0.5) <= 32
+    assert abs(media.dominant_frequency(pcm, 16000) - 500.0) < 3.0
+    assert abs(got[1][1] - got[0][0].size / 16000) < 1e-9  # timestamps count samples at the sink's rate
+    with pytest.raises(ValueError, match="sample_rate"):
+        media.CallbackSink(fn, sample_rate=12345)
+
+
+def test_the_pipecat_transport_without_pipecat_names_the_extra():
+    import importlib
+
+    saved = {name: mod for name, mod in sys.modules.items() if name == "pipecat" or name.startswith("pipecat.")}
+    sys.modules["pipecat"] = None  # type: ignore[assignment]  # as if not installed
+    sys.modules.pop("purecloud_webrtc.contrib.pipecat", None)
+    try:
+        with pytest.raises(ImportError, match=r"pip install 'purecloud_webrtc\[pipecat\]'"):
+            importlib.import_module("purecloud_webrtc.contrib.pipecat")
+    finally:
+        del sys.modules["pipecat"]
+        sys.modules.update(saved)
+        sys.modules.pop("purecloud_webrtc.contrib.pipecat", None)
