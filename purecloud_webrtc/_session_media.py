@@ -300,7 +300,8 @@ class SessionMedia:
         session = self.session
         self.source, self.sink = source, sink
         self.owns_source, self.owns_sink = owns_source, owns_sink
-        self.live = CallMedia(lambda name, *args: session.public._emit(name, session.public, *args))
+        self.live = CallMedia(lambda name, *args: session.public._emit(name, session.public, *args),
+                              session.public._has_listeners)
         session.answered.set()
         self.live.set_sink(sink)
         # One stable sending track whose inner source can be swapped live (no renegotiation).

@@ -67,6 +67,7 @@ SESSION_EVENTS: Dict[str, Tuple[str, ...]] = {
     "audioLevel": ("session", "levels"),
     "change:muted": ("session", "muted"),
     "silentMicrophone": ("session", "silent"),
+    "voiceActivity": ("session", "speaking"),
     "stats": ("session", "stats"),
     "qualityWarning": ("session", "warning"),
 }
@@ -93,6 +94,8 @@ _DOCS = {
     "audioLevel": "Every 100 ms: input and output levels in dBFS (an AudioLevels payload).",
     "change:muted": "The session was muted (silence is sent) or unmuted.",
     "silentMicrophone": "The audio source stayed at digital silence while unmuted (True), or sound came back (False).",
+    "voiceActivity": "The remote party started (True) or stopped (False) speaking: an energy detector with an adaptive "
+                     "noise floor on the received audio, which runs only while someone listens to this event.",
     "stats": "Periodic media statistics of the session (a CallStats payload; SDK option stats_interval).",
     "qualityWarning": "Jitter, loss, RTT or estimated MOS crossed its threshold (a QualityWarning payload).",
 }

@@ -31,8 +31,11 @@ What the pipeline gets and gives:
 * **Control** from the pipeline's code: :meth:`~PureCloudTransport.answer`,
   :meth:`~PureCloudTransport.call`, :meth:`~PureCloudTransport.attach`, :meth:`~PureCloudTransport.hangup`,
   :meth:`~PureCloudTransport.mute`, :meth:`~PureCloudTransport.hold`, and the event handlers
-  ``on_call_started(transport, session)``, ``on_call_ended(transport, session, reason)`` and
-  ``on_interrupted(transport, interrupted)`` (the call's media stopped or resumed flowing).
+  ``on_call_started(transport, session)``, ``on_call_ended(transport, session, reason)``,
+  ``on_interrupted(transport, interrupted)`` (the call's media stopped or resumed flowing) and
+  ``on_voice_activity(transport, speaking)`` (the caller started or stopped speaking: the SDK's energy
+  detector, :class:`purecloud_webrtc.media.EnergyVad`; Pipecat's own VAD analyzers work on the input
+  frames too).
 
 Threads: the SDK's core hands received audio and events to the pipeline's event loop with
 ``call_soon_threadsafe``; nothing of the pipeline runs on the SDK's threads, and the transport starts no
@@ -254,7 +257,7 @@ class PureCloudTransport(BaseTransport):
         self.session: Optional[AsyncSession] = None
         self.ended = False
         self._handlers: List[Any] = []
-        for event in ("on_call_started", "on_call_ended", "on_interrupted"):
+        for event in ("on_call_started", "on_call_ended", "on_interrupted", "on_voice_activity"):
             self._register_event_handler(event)
 
     # -- the two processors ------------------------------------------------------------------
@@ -364,6 +367,7 @@ class PureCloudTransport(BaseTransport):
         sync.on("dtmf", lambda s, digit: self._from_core(self._dtmf_in, digit))
         sync.on("terminated", lambda s, reason: self._from_core(self._ended, reason))
         sync.on("change:interrupted", lambda s, value: self._from_core(self._interrupted, value))
+        sync.on("voiceActivity", lambda s, speaking: self._from_core(self._voice, speaking))
         if sync.ended:
             self._from_core(self._ended, "already ended")
         self._from_core(self._started)
@@ -418,6 +422,9 @@ class PureCloudTransport(BaseTransport):
 
     def _started(self) -> None:
         asyncio.ensure_future(self._call_event_handler("on_call_started", self.session))
+
+    def _voice(self, speaking: bool) -> None:
+        asyncio.ensure_future(self._call_event_handler("on_voice_activity", speaking))
 
     def _interrupted(self, value: bool) -> None:
         asyncio.ensure_future(self._call_event_handler("on_interrupted", value))

@@ -34,9 +34,9 @@ from .sinks import (
 from .sources import (
     AudioSource,
     CallbackSource,
-    StreamSource,
     MicrophoneSource,
     SilenceSource,
+    StreamSource,
     ToneSource,
     TrackSource,
     WavFileSource,
@@ -44,6 +44,7 @@ from .sources import (
     make_frame,
     resolve_source,
 )
+from .vad import EnergyVad, VadConfig
 
 __all__ = [
     "AudioDevice",
@@ -56,7 +57,7 @@ __all__ = [
     "BufferSink",
     "CallbackSink",
     "CallbackSource",
-    "StreamSource",
+    "EnergyVad",
     "FRAME_SAMPLES",
     "FrameConverter",
     "JitterBufferConfig",
@@ -69,8 +70,10 @@ __all__ = [
     "SilenceSource",
     "SinkPump",
     "SpeakerSink",
+    "StreamSource",
     "ToneSource",
     "TrackSource",
+    "VadConfig",
     "WavFileSource",
     "WavRecorderSink",
     "decode_audio_file",

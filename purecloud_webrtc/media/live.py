@@ -35,6 +35,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from .analysis import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_DBFS, FrameConverter
 from .sinks import AudioSink, _Worker
 from .sources import AudioSource, SilenceSource, make_frame
+from .vad import EnergyVad
 
 __all__ = [
     "AudioLevels",
@@ -474,8 +475,11 @@ class CallMedia:
     :param emit: ``emit(event_name, *args)`` for session events (any thread-safe emitter).
     """
 
-    def __init__(self, emit: Callable[..., None]) -> None:
+    def __init__(self, emit: Callable[..., None], listening: Optional[Callable[[str], bool]] = None) -> None:
         self._emit = emit
+        self._listening = listening or (lambda name: True)
+        #: the remote party's voice activity (runs while someone listens to ``voiceActivity``)
+        self.vad = EnergyVad()
         self.send_track = SendTrack(self._on_sent, self._on_inner_ended)
         self.router = ReceiveRouter(None, self._on_received)
         self.input_meter = LevelMeter()
@@ -518,7 +522,14 @@ class CallMedia:
             recorder.feed(CallRecorder.LOCAL, sent)
 
     def _on_received(self, samples: np.ndarray) -> None:
-        self.output_meter.add(samples)
+        mean_square = self.output_meter.add(samples)
+        vad = self.vad
+        if self._listening("voiceActivity"):
+            change = vad.feed(_dbfs(mean_square))
+            if change is not None:
+                self._emit("voiceActivity", change)
+        elif vad.floor_dbfs is not None:
+            vad.reset()  # a later listener starts from what it hears, not from a state nobody saw
         recorder = self.recorder
         if recorder is not None:
             recorder.feed(CallRecorder.REMOTE, samples)

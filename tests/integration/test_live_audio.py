@@ -255,3 +255,31 @@ def test_an_iterator_of_pcm_chunks_is_a_source() -> None:
     assert [f.size for f in frames] == [960, 960, 960]  # the last one padded with silence
     assert list(samples[[0, 699, 700, 999, 1000, 1999, 2000]]) == [100, 100, 200, 200, 300, 300, 0]
     source.close()
+
+
+def test_voice_activity_follows_the_far_end_talking_and_stops_when_nobody_listens(emulator: Any,
+                                                                                     make_sdk: Any) -> None:
+    sdk = make_sdk()
+    session, call = answer(sdk, emulator, ToneSource(660.0), BufferSink(), tone_hz=440.0)
+    call.set_tone(amplitude=0.0)
+    changes: List[Tuple[float, bool]] = []
+    session.on("voiceActivity", lambda s, speaking: changes.append((time.monotonic(), speaking)))
+    call.wait_for_audio(timeout=15, min_seconds=1.0)
+    time.sleep(0.5)
+    assert changes == [], f"silence was taken for speech: {changes}"
+    for _ in range(2):  # the far end talks for a second, then is quiet for a second
+        call.set_tone(amplitude=0.3)
+        wait_until(lambda: changes and changes[-1][1] is True, 5, "voiceActivity(True)")
+        time.sleep(1.0)
+        quiet = time.monotonic()
+        call.set_tone(amplitude=0.0)
+        wait_until(lambda: changes[-1][1] is False, 5, "voiceActivity(False)")
+        # The hangover (300 ms) plus the way from the far end to us: well under a second.
+        assert 0.25 < changes[-1][0] - quiet < 1.0, changes[-1][0] - quiet
+    assert [speaking for _, speaking in changes] == [True, False, True, False]
+    # Nobody listens any more: the detector does not run (and nothing is emitted).
+    session.off("voiceActivity")
+    assert session._core_session.media.vad.floor_dbfs is not None
+    call.set_tone(amplitude=0.3)
+    wait_until(lambda: session._core_session.media.vad.floor_dbfs is None, 5, "the detector to stop")
+    assert len(changes) == 4

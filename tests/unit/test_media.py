@@ -1140,3 +1140,20 @@ def test_the_pipecat_transport_without_pipecat_names_the_extra():
         del sys.modules["pipecat"]
         sys.modules.update(saved)
         sys.modules.pop("purecloud_webrtc.contrib.pipecat", None)
+
+
+def test_energy_vad_starts_on_speech_ends_after_its_hangover_and_ignores_clicks_and_steady_noise():
+    vad = media.EnergyVad()
+    frames = [-60.0] * 25                      # a quiet line (noise at -60 dBFS)
+    frames += [-20.0]                          # a click: one frame
+    frames += [-60.0] * 10
+    frames += [-25.0, -22.0, -30.0, -24.0] * 10  # speech, 800 ms
+    frames += [-60.0] * 30                     # silence
+    changes = [(i, c) for i, f in enumerate(frames) if (c := vad.feed(f)) is not None]
+    assert changes == [(37, True), (76 + 14, False)], changes  # 2 frames to start; the 15th quiet frame ends it
+    # A steady sound becomes background: speech ends once the floor caught up with it.
+    steady = media.EnergyVad()
+    out = [steady.feed(-30.0 if i else -70.0) for i in range(2000)]  # 40 dB up: background after 28 s
+    assert out.count(True) == 1 and out.count(False) == 1
+    with pytest.raises(ValueError, match="hangover"):
+        media.VadConfig(hangover=0.0)

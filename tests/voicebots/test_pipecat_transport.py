@@ -174,6 +174,33 @@ def test_dtmf_both_ways(emulator: Any) -> None:
     run(main())
 
 
+def test_the_caller_speaking_reaches_the_pipeline_as_voice_activity(emulator: Any) -> None:
+    async def main() -> None:
+        async with _sdk(emulator) as sdk:
+            await sdk.initialize()
+            bot = Bot(sdk, emulator, tone=440.0)
+            changes: List[bool] = []
+
+            @bot.transport.event_handler("on_voice_activity")
+            async def on_voice(transport: Any, speaking: bool) -> None:
+                changes.append(speaking)
+
+            await bot.start()
+            try:
+                bot.call.set_tone(amplitude=0.0)
+                await until(lambda: len(bot.recorder.audio) > 50, 10, "audio in the pipeline")
+                changes.clear()  # the tone it answered with, heard before it was turned off
+                bot.call.set_tone(amplitude=0.3)
+                await until(lambda: changes[-1:] == [True], 5, "the caller speaking")
+                bot.call.set_tone(amplitude=0.0)
+                await until(lambda: changes[-1:] == [False], 5, "the caller quiet")
+                assert changes == [True, False]
+            finally:
+                await bot.stop()
+
+    run(main())
+
+
 def test_the_pipeline_ends_within_a_second_when_the_caller_hangs_up(emulator: Any) -> None:
     async def main() -> None:
         async with _sdk(emulator) as sdk:
