@@ -24,6 +24,8 @@ VENV_PIPECAT ?= .venv-pipecat
 PIPECAT_PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
+# What the Pipecat lane runs: its tests, and the docs' Pipecat examples (marked pipecat).
+PIPECAT_ARGS ?= tests/voicebots tests/integration/test_doc_examples.py -m pipecat
 NETNS_RUN   := scripts/netns-run
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k sdp -x'
 PYTEST_ARGS ?=
@@ -72,9 +74,9 @@ test-pipecat: ## The Pipecat lane (tests/voicebots) in .venv-pipecat (needs a Py
 		echo "make test-pipecat: Pipecat needs Python 3.11 or later and none was found: lane skipped" >&2; \
 	else \
 		PYTHON=$(PIPECAT_PYTHON) VENV=$(VENV_PIPECAT) BOOTSTRAP_EXTRAS=emulator,pipecat,dev bash scripts/bootstrap.sh \
-		&& echo "+ $(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/voicebots" \
+		&& echo "+ $(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider $(PIPECAT_ARGS)" \
 		&& timeout --foreground --signal=INT --kill-after=30 $(TEST_TIMEOUT) \
-			$(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider tests/voicebots; \
+			$(NETNS_RUN) $(VENV_PIPECAT)/bin/python -m pytest -p no:cacheprovider $(PIPECAT_ARGS); \
 	fi
 
 # Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS=--quick
@@ -83,6 +85,9 @@ bench: bootstrap ## Benchmarks: ours / raw aiortc / libwebrtc table (BENCH_ARGS=
 	@if command -v npm >/dev/null 2>&1; then \
 		cd benchmarks/node && npm ci --no-audit --no-fund --loglevel=error; \
 	else echo "make bench: no npm; the libwebrtc column is skipped" >&2; fi
+	@if [ -n "$(PIPECAT_PYTHON)" ]; then \
+		PYTHON=$(PIPECAT_PYTHON) VENV=$(VENV_PIPECAT) BOOTSTRAP_EXTRAS=emulator,pipecat,dev bash scripts/bootstrap.sh; \
+	else echo "make bench: no Python 3.11+; the voice-bot rows are skipped" >&2; fi
 	$(NETNS_RUN) $(VENV_PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: ## Set up with the dev extra, then run ruff

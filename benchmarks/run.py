@@ -3,7 +3,7 @@
 Run it with ``make bench`` (or ``make bench BENCH_ARGS=--quick``), which installs the Node party's
 packages and runs this inside a network namespace with only loopback::
 
-    scripts/netns-run .venv/bin/python benchmarks/run.py [--quick] [--only setup,latency,capacity,idle,events]
+    scripts/netns-run .venv/bin/python benchmarks/run.py [--quick] [--only setup,latency,capacity,idle,voicebots,events]
 
 Everything talks to 127.0.0.1 only.  The machine is shared and noisy: read the figures as ratios within
 one run.  The full run takes about 15 minutes (latency runs a minute per condition), ``--quick`` a few.
@@ -21,7 +21,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE_DIR)
 
 
 import purecloud_webrtc as pcw  # noqa: E402
@@ -99,6 +100,25 @@ async def async_parts(args: argparse.Namespace, results: Dict[str, Any]) -> None
     finally:
         if node is not None:
             await node.close()
+
+
+def voicebot_latency(rounds: int) -> Optional[Dict[str, List[float]]]:
+    """benchmarks/voicebot_latency.py in the Pipecat lane's venv (``make test-pipecat`` builds it)."""
+    import json
+    import subprocess
+
+    python = os.path.join(os.path.dirname(HERE_DIR), ".venv-pipecat", "bin", "python")
+    if not os.path.exists(python):
+        log("no .venv-pipecat (make test-pipecat builds it): voice-bot latency skipped")
+        return None
+    proc = subprocess.run([python, os.path.join(HERE_DIR, "voicebot_latency.py"), "--rounds", str(rounds), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        log(f"voice-bot latency failed: {proc.stderr.strip()[-500:]}")
+        return None
+    result: Dict[str, List[float]] = json.loads(proc.stdout.strip().splitlines()[-1])
+    log(f"voice bot: in p50 {percentile(result['in'], 50):.0f} ms, out p50 {percentile(result['heard'], 50):.0f} ms")
+    return result
 
 
 def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
@@ -205,6 +225,12 @@ def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
         rows.append([f"idle CPU, connected, no call, {args.idle:.0f} s (% of a core)", fmt(idle["cpu"] * 100, 2),
                      "n/a", "n/a"])
         goals.append(f"idle CPU {idle['cpu'] * 100:.2f} % < 0.2 % of a core: {'MET' if idle['cpu'] < 0.002 else 'NOT MET'}")
+    vb = results.get("voicebots")
+    if vb:
+        rows.append([f"voice bot (Pipecat, 16 kHz): caller speech → pipeline input frame p50 / p95 (ms, "
+                     f"{len(vb['in'])} rounds)", p50_95(vb["in"]), "n/a", "n/a"])
+        rows.append(["  pipeline output frame → received by the far end (an aiortc peer) p50 / p95 (ms)",
+                     p50_95(vb["heard"]), "n/a", "n/a"])
     ev = results.get("events")
     if ev:
         rows.append([f"event latency core emit → callback p50 / p99 (ms, {len(ev)} events)",
@@ -223,7 +249,7 @@ def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few minutes instead of ~15")
-    parser.add_argument("--only", default="setup,latency,capacity,idle,events",
+    parser.add_argument("--only", default="setup,latency,capacity,idle,voicebots,events",
                         help="comma-separated parts (default: all)")
     args = parser.parse_args(argv)
     args.only = set(args.only.split(","))
@@ -251,6 +277,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["capacity_nojb"] = capacity.capacity_ours(args.steps, args.window, log, jitter_buffer=False)
     if "idle" in args.only:
         results["idle"] = capacity.idle_cpu(args.idle, log)
+    if "voicebots" in args.only:
+        results["voicebots"] = voicebot_latency(10 if args.quick else 30)
     if "events" in args.only:
         results["events"] = event_latency(2000)
     print(table(results, args))

@@ -82,6 +82,25 @@ def _is_python(code: str) -> bool:
 BLOCKS = [block for path in SOURCES for block in _blocks(path)]
 
 
+def _has_pipecat() -> bool:
+    try:
+        import pipecat.frames.frames  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: Pipecat examples run (and are type-checked) in the Pipecat lane (make test-pipecat runs this module with
+#: ``-m pipecat``); the main lane has no Pipecat.
+HAVE_PIPECAT = _has_pipecat()
+_PIPECAT_SKIP = pytest.mark.skipif(not HAVE_PIPECAT, reason="a Pipecat example: the Pipecat lane runs it")
+
+
+def _params(blocks: List[Tuple[str, str]]) -> List[Any]:
+    return [pytest.param(where, code, id=where, marks=[pytest.mark.pipecat, _PIPECAT_SKIP] if "pipecat" in code else [])
+            for where, code in blocks]
+
+
 def _free_names(code: str) -> List[str]:
     tree = ast.parse(code)
     stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
@@ -173,7 +192,7 @@ def _context(emulator: Any, code: str, made: List[pcw.PureCloudWebrtcSdk]) -> Di
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("where, code", BLOCKS, ids=[b[0] for b in BLOCKS])
+@pytest.mark.parametrize("where, code", _params(BLOCKS))
 def test_example_runs(harness, emulator, where, code):
     ns = _context(emulator, code, harness)
     compiled = compile(code, where, "exec", flags=FLAGS, dont_inherit=True)
@@ -228,10 +247,14 @@ def _plugin_sdk(emulator: Any) -> pcw.PureCloudWebrtcSdk:
 
 
 @pytest.mark.timeout(300)
-def test_examples_pass_mypy_strict(tmp_path):
+@pytest.mark.parametrize("pipecat", [False, pytest.param(True, marks=[pytest.mark.pipecat, _PIPECAT_SKIP])],
+                         ids=["sdk", "pipecat"])
+def test_examples_pass_mypy_strict(tmp_path, pipecat):
     """Each example, with typed declarations of what the harness gives it, passes ``mypy --strict``."""
     files = []
     for n, (where, code) in enumerate(BLOCKS):
+        if ("pipecat" in code) != pipecat:
+            continue
         free = _free_names(code)
         prelude = ["import typing", "import purecloud_webrtc", "import purecloud_webrtc.aio",
                    "import purecloud_webrtc.emulator"]

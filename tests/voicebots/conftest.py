@@ -7,6 +7,7 @@ brings heavy dependencies that stay out of the SDK's other extras.  Elsewhere th
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,11 +15,15 @@ if sys.version_info < (3, 11):  # pragma: no cover
     collect_ignore_glob = ["test_*.py"]
 else:
     try:
-        import pipecat  # noqa: F401
+        import pipecat.frames.frames  # noqa: F401
     except ImportError:
         collect_ignore_glob = ["test_*.py"]
 
 
+_HERE = Path(__file__).resolve().parent
+
+
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
-    for item in items:
-        item.add_marker(pytest.mark.pipecat)
+    for item in items:  # (the hook sees the whole session's items: only this folder's are marked)
+        if _HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.pipecat)
