@@ -18,6 +18,8 @@ copyright = "purecloud_webrtc contributors"
 version = release = __version__
 
 extensions = ["sphinx.ext.autodoc"]
+# The Pipecat transport is documented without Pipecat installed (it is an extra; make docs does not add it).
+autodoc_mock_imports = ["pipecat", "pydantic"]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 # Type hints stay in the signatures; the prose says what the arguments mean.

@@ -89,12 +89,12 @@ _RATES = StreamSource.RATES
 
 
 class PureCloudParams(TransportParams):
-    """:class:`TransportParams` with audio in and out on by default, and the output's bound.
+    """Pipecat's ``TransportParams`` with audio in and out on by default, and two of its own.
 
-    Parameters:
-        max_output_ahead: seconds of bot audio queued in the SDK at most (the pacing of the output).
-        on_hangup: what the pipeline is asked when the call ends: ``"end"`` (an ``EndWorkerFrame``: the
-            pipeline finishes what it is doing) or ``"cancel"`` (a ``CancelWorkerFrame``).
+    ``max_output_ahead``: the most bot audio (seconds) queued in the SDK, the pacing of the output (0.06 by
+    default, 0.02 to 1.0).  ``on_hangup``: what the pipeline is asked when the call ends, ``"end"`` (an
+    ``EndWorkerFrame``: the pipeline finishes what it is doing; the default) or ``"cancel"`` (a
+    ``CancelWorkerFrame``).
     """
 
     audio_in_enabled: bool = True
