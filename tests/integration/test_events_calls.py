@@ -54,7 +54,8 @@ def test_one_blocked_callback_stalls_no_call(emulator_process, make_process_sdk)
         lags.append(core_lag(sdk, 9.0))
         for (session, call), tone in zip(calls, tones):
             # What each far end heard in the last second: still our tone (its buffer keeps the latest 20 s).
-            assert abs(call.heard_frequency(1.0) - (tone + 300.0)) <= 5, "a far end stopped hearing us"
+            heard = call.heard_frequency(1.0)
+            assert abs(heard - (tone + 300.0)) <= 5, f"a far end stopped hearing us: {heard:.1f} Hz, not {tone + 300.0:.0f}"
     assert not released.is_set() and blocked.is_set()
     released.set()
     # Before, every event emitted while the queue was full held the loop for 2 s, so each 9 s window showed

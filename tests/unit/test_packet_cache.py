@@ -1,4 +1,4 @@
-"""Frames sent again from the Opus packet cache decode to the audio a fresh encoding gives (issue 14).
+"""Digital silence is encoded once and its packet sent again; everything else is encoded (issue 14).
 
 Real libopus both ways: the same samples are encoded once through the cache and once frame by frame,
 both streams are decoded, and what the far end would hear is compared.
@@ -49,24 +49,19 @@ def _snr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def _fidelity(sent: List[np.ndarray], decoded: np.ndarray, start: int, end: int) -> float:
-    """How close ``decoded[start:end]`` is to what was sent (dB), at the codec's delay (found, ~6.5 ms).
-
-    Two valid encodings of a pure tone may come out a sample apart; each is judged at its own delay.
-    """
+    """How close ``decoded[start:end]`` is to what was sent (dB), at the codec's delay (found, ~6.5 ms)."""
     wave = np.concatenate(sent).astype(np.float64)
     return max(_snr_db(wave[start:end], decoded[start + lag:end + lag]) for lag in range(280, 341))
 
 
-def test_a_tone_is_encoded_once_per_distinct_frame_and_decodes_like_a_fresh_encoding():
-    frames = _frames(ToneSource(440.0).create_track(), 250)  # 5 s
+@pytest.mark.parametrize("hz", [440.0, 740.0, 850.0, 1000.0])
+def test_sound_that_repeats_is_still_encoded_frame_by_frame(hz):
+    """Tones repeat exactly, but replaying their packets degraded them (and shifted 740 Hz to 711 Hz in a
+    first version): only silence comes from the cache, so a tone's packets are the encoder's own."""
+    frames = _frames(ToneSource(hz).create_track(), 150)
     live, _ = _send(frames, cached=False)
     packets, cache = _send(frames, cached=True)
-    # 440 Hz at 48 kHz: the frames repeat every 5; after a few cycles every frame comes from the cache.
-    assert cache.encoded <= 20 and cache.hits >= 230, (cache.encoded, cache.hits)
-    heard, fresh = _decode(packets), _decode(live)
-    assert abs(dominant_frequency(heard[48000:]) - 440.0) < 2.0
-    ours, theirs = _fidelity(frames, heard, 48000, 239000), _fidelity(frames, fresh, 48000, 239000)
-    assert ours > 20.0 and ours > theirs - 3.0, (ours, theirs)
+    assert cache.hits == 0 and packets == live
 
 
 def test_speech_like_audio_is_all_encoded():
@@ -74,18 +69,17 @@ def test_speech_like_audio_is_all_encoded():
     frames = [rng.integers(-8000, 8000, FRAME).astype(np.int16) for _ in range(100)]
     packets, cache = _send(frames, cached=True)
     live, _ = _send(frames, cached=False)
-    assert cache.hits == 0 and cache.encoded == 100
-    assert packets == live  # nothing changes for audio that never repeats
+    assert cache.hits == 0 and cache.encoded == 100 and packets == live
 
 
-def test_silence_between_tones_goes_from_the_cache_and_the_tone_after_it_is_clean():
+def test_silence_between_tones_comes_from_the_cache_and_the_tone_after_it_is_clean():
     tone = _frames(ToneSource(660.0, amplitude=0.5).create_track(), 60)
     silence = [np.zeros(FRAME, dtype=np.int16) for _ in range(50)]
     other = _frames(ToneSource(1000.0, amplitude=0.5).create_track(), 60)
     frames = tone + silence + other
     packets, cache = _send(frames, cached=True)
     live, _ = _send(frames, cached=False)
-    assert cache.hits >= 47 + 40  # the silence (after its first 3 frames) and most of each tone
+    assert cache.hits >= 40, cache.hits  # the silence, once settled (a few frames)
     heard, fresh = _decode(packets), _decode(live)
     quiet = heard[(60 + 5) * FRAME:(110 - 1) * FRAME]
     assert np.max(np.abs(quiet)) < 50, "the cached silence is not silent"
@@ -93,10 +87,17 @@ def test_silence_between_tones_goes_from_the_cache_and_the_tone_after_it_is_clea
     start, end = 110 * FRAME, 170 * FRAME
     assert abs(dominant_frequency(heard[start + 4800:end]) - 1000.0) < 3.0
     ours, theirs = _fidelity(frames, heard, start, end - 1000), _fidelity(frames, fresh, start, end - 1000)
-    assert ours > 15.0 and ours > theirs - 3.0, (ours, theirs)
+    assert ours > theirs - 1.0, (ours, theirs)
     # No click where the tone comes back: no sample step beyond what the fresh stream has.
     edge = slice(start - 960, start + 1920)
     assert np.max(np.abs(np.diff(heard[edge]))) <= 1.2 * np.max(np.abs(np.diff(fresh[edge]))) + 200
+
+
+def test_a_muted_call_sends_cached_silence():
+    silence = CallbackSource(lambda n: np.zeros(n, dtype=np.int16)).create_track()
+    packets, cache = _send(_frames(silence, 100), cached=True)
+    assert cache.encoded <= 6 and cache.hits >= 94, (cache.encoded, cache.hits)
+    assert np.max(np.abs(_decode(packets))) < 50
 
 
 def test_a_tone_changed_mid_call_stays_phase_continuous_and_its_frames_are_computed_once():
@@ -112,11 +113,3 @@ def test_a_tone_changed_mid_call_stays_phase_continuous_and_its_frames_are_compu
     # Whole hertz: the same frame objects come back once per cycle (5 frames for 440 Hz).
     assert third[0] is third[5] and first[1] is first[6]
     assert not third[0].flags.writeable
-
-
-def test_callback_audio_that_repeats_is_cached_too():
-    block = (np.sin(2 * np.pi * 500 * np.arange(FRAME) / 48000) * 9000).astype(np.int16)
-    track = CallbackSource(lambda n: block[:n]).create_track()
-    packets, cache = _send(_frames(track, 100), cached=True)
-    assert cache.hits >= 95
-    assert abs(dominant_frequency(_decode(packets)[9600:]) - 500.0) < 3.0

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from helpers import run_python as run
+
+pytest.importorskip("pipecat.frames.frames", reason="the Pipecat lane (make test-pipecat) runs these")
+pytestmark = pytest.mark.pipecat
 
 
 def test_the_bot_sample_greets_echoes_an_octave_up_plays_a_tone_on_1_and_hangs_up_on_hash():

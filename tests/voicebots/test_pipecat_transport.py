@@ -12,8 +12,13 @@ from typing import Any, List, Optional
 
 import numpy as np
 import pytest
-from pipecat.audio.dtmf.types import KeypadEntry
-from pipecat.frames.frames import (
+
+# The Pipecat lane (make test-pipecat: a venv of its own, Python 3.11+); skipped where Pipecat is absent.
+pytest.importorskip("pipecat.frames.frames", reason="the Pipecat lane (make test-pipecat) runs these")
+pytestmark = pytest.mark.pipecat
+
+from pipecat.audio.dtmf.types import KeypadEntry  # noqa: E402
+from pipecat.frames.frames import (  # noqa: E402
     Frame,
     InputAudioRawFrame,
     InputDTMFFrame,
@@ -21,15 +26,15 @@ from pipecat.frames.frames import (
     OutputAudioRawFrame,
     OutputDTMFUrgentFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.workers.runner import WorkerRunner
+from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  # noqa: E402
+from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
-import purecloud_webrtc as pcw
-from purecloud_webrtc.aio import AsyncPureCloudWebrtcSdk
-from purecloud_webrtc.contrib.pipecat import PureCloudParams, PureCloudTransport
-from purecloud_webrtc.media import dominant_frequency
+import purecloud_webrtc as pcw  # noqa: E402
+from purecloud_webrtc.aio import AsyncPureCloudWebrtcSdk  # noqa: E402
+from purecloud_webrtc.contrib.pipecat import PureCloudParams, PureCloudTransport  # noqa: E402
+from purecloud_webrtc.media import dominant_frequency  # noqa: E402
 
 RATE = 16000
 
@@ -162,9 +167,12 @@ def test_dtmf_both_ways(emulator: Any) -> None:
             await bot.start()
             try:
                 await bot.heard_tone(440.0)
-                await asyncio.to_thread(bot.call.send_dtmf, "12#")
+                await asyncio.to_thread(bot.call.send_dtmf, "12#")  # in-band tones
                 await until(lambda: len(bot.recorder.digits) >= 3, 10, "three DTMF frames")
                 assert bot.recorder.digits == ["1", "2", "#"]
+                await asyncio.to_thread(bot.call.send_dtmf, "*0", method="rfc4733")  # telephone-events
+                await until(lambda: len(bot.recorder.digits) >= 5, 10, "two more DTMF frames")
+                assert bot.recorder.digits == ["1", "2", "#", "*", "0"]
                 await bot.task.queue_frame(OutputDTMFUrgentFrame(buttons=[KeypadEntry.FIVE, KeypadEntry.NINE]))
                 await until(lambda: "".join(bot.call.rfc4733_digits) == "59" or bot.call.heard_dtmf() == "59", 10,
                             "the pipeline's digits at the far end")
@@ -197,6 +205,41 @@ def test_the_caller_speaking_reaches_the_pipeline_as_voice_activity(emulator: An
                 assert changes == [True, False]
             finally:
                 await bot.stop()
+
+    run(main())
+
+
+def test_a_bot_places_a_call_mutes_and_hangs_up(emulator: Any) -> None:
+    async def main() -> None:
+        async with _sdk(emulator) as sdk:
+            await sdk.initialize()
+            transport = PureCloudTransport(sdk, PureCloudParams())
+            recorder = Recorder()
+            worker = PipelineWorker(Pipeline([transport.input(), recorder, transport.output()]),
+                                    params=PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=RATE),
+                                    enable_rtvi=False, idle_timeout_secs=None)
+            session = await transport.call("+13175550123")
+            runner = WorkerRunner(handle_sigint=False)
+            await runner.add_workers(worker)
+            running = asyncio.ensure_future(runner.run())
+            call = next(c for c in emulator.calls if c.conversation_id == session.conversation_id)
+            await until(lambda: len(recorder.samples(1.0)) >= RATE * 0.8
+                        and abs(dominant_frequency(recorder.samples(0.8), RATE) - emulator.tone_hz) < 5, 15,
+                        "the called party's tone in the pipeline")
+            for frame in tone_frames(660.0, 4.0):
+                await worker.queue_frame(frame)
+            await until(lambda: abs(call.heard_frequency(0.4) - 660.0) < 5, 15, "the bot at the far end")
+            await transport.mute(True)
+            await until(lambda: np.abs(call._sink.samples(last_seconds=0.3)).max() < 50, 5, "silence when muted")
+            await transport.mute(False)
+            await until(lambda: abs(call.heard_frequency(0.3) - 660.0) < 5, 5, "the bot again")
+            await transport.hangup()
+            await asyncio.wait_for(running, 5)
+            assert transport.ended and session.ended
+            with pytest.raises(RuntimeError, match="no call"):
+                await transport.mute(True)
+            with pytest.raises(RuntimeError, match="one transport per call"):
+                await transport.call("+13175550123")
 
     run(main())
 
