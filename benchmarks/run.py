@@ -3,7 +3,7 @@
 Run it with ``make bench`` (or ``make bench BENCH_ARGS=--quick``), which installs the Node party's
 packages and runs this inside a network namespace with only loopback::
 
-    scripts/netns-run .venv/bin/python benchmarks/run.py [--quick] [--only setup,latency,capacity,idle,voicebots,events]
+    scripts/netns-run .venv/bin/python benchmarks/run.py [--quick] [--only setup,latency,capacity,idle,processing,voicebots,events]
 
 Everything talks to 127.0.0.1 only.  The machine is shared and noisy: read the figures as ratios within
 one run.  The full run takes about 15 minutes (latency runs a minute per condition), ``--quick`` a few.
@@ -26,6 +26,7 @@ sys.path.insert(0, HERE_DIR)
 
 
 import purecloud_webrtc as pcw  # noqa: E402
+import numpy as np  # noqa: E402
 from purecloud_webrtc import _ice  # noqa: E402
 
 import capacity  # noqa: E402
@@ -225,6 +226,11 @@ def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
         rows.append([f"idle CPU, connected, no call, {args.idle:.0f} s (% of a core)", fmt(idle["cpu"] * 100, 2),
                      "n/a", "n/a"])
         goals.append(f"idle CPU {idle['cpu'] * 100:.2f} % < 0.2 % of a core: {'MET' if idle['cpu'] < 0.002 else 'NOT MET'}")
+    pc = results.get("processing")
+    if pc:
+        for name, cost in pc.items():
+            rows.append([f"microphone processing per call, {name} (% of a core)", fmt(cost * 100, 2), "n/a",
+                         "n/a"])
     vb = results.get("voicebots")
     if vb:
         rows.append([f"voice bot (Pipecat, 16 kHz): caller speech → pipeline input frame p50 / p95 (ms, "
@@ -246,10 +252,40 @@ def table(results: Dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def processing_cost(seconds: float) -> Dict[str, float]:
+    """CPU (fraction of a core) of one call's microphone stages (the voice extra) on 20 ms frames at 50/s.
+
+    The stages are what a call runs per frame (``MicProcessor.process``, with the echo return loss and
+    delay measurements); the signal is speech-like noise with its echo, so every stage works.
+    """
+    try:
+        from purecloud_webrtc.media.processing import AudioProcessing, MicProcessor, processing_available
+    except ImportError:  # pragma: no cover
+        return {}
+    if not processing_available():
+        log("processing: the voice extra is not installed; skipped")
+        return {}
+    rng = np.random.default_rng(1)
+    n = int(seconds * 48000) // 960 * 960
+    far = np.rint(rng.normal(0, 3000, n) * ((np.arange(n) / 48000 % 0.5) < 0.3)).clip(-32768, 32767).astype(np.int16)
+    near = (np.concatenate([np.zeros(4320, np.int16), far[:-4320]]) // 3).astype(np.int16)
+    out: Dict[str, float] = {}
+    for name, settings in (("echo cancellation + noise suppression + gain control", AudioProcessing(True, True, True)),
+                           ("echo cancellation alone", AudioProcessing(True, False, False)),
+                           ("noise suppression alone", AudioProcessing(False, True, False))):
+        processor = MicProcessor(settings)
+        started = time.process_time()
+        for i in range(0, n, 960):
+            processor.process(near[i:i + 960], far[i:i + 960])
+        out[name] = (time.process_time() - started) / (n / 48000)
+        log(f"processing {name}: {out[name] * 100:.2f} % of a core per call")
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few minutes instead of ~15")
-    parser.add_argument("--only", default="setup,latency,capacity,idle,voicebots,events",
+    parser.add_argument("--only", default="setup,latency,capacity,idle,processing,voicebots,events",
                         help="comma-separated parts (default: all)")
     args = parser.parse_args(argv)
     args.only = set(args.only.split(","))
@@ -277,6 +313,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["capacity_nojb"] = capacity.capacity_ours(args.steps, args.window, log, jitter_buffer=False)
     if "idle" in args.only:
         results["idle"] = capacity.idle_cpu(args.idle, log)
+    if "processing" in args.only:
+        results["processing"] = processing_cost(10.0 if args.quick else 30.0)
     if "voicebots" in args.only:
         results["voicebots"] = voicebot_latency(10 if args.quick else 30)
     if "events" in args.only:

@@ -13,6 +13,8 @@ __all__ = ["MissingExtraError", "require", "EXTRAS"]
 EXTRAS = {
     "audio": ("microphones and speakers (pyaudio)", "pyaudio"),
     "emulator": ("the bundled emulator, the demo and doctor --emulator (aiohttp)", "aiohttp"),
+    "voice": ("microphone echo cancellation, noise suppression and gain control (pywebrtc-audio)",
+              "pywebrtc_audio"),
     "pipecat": ("the Pipecat transport, purecloud_webrtc.contrib.pipecat (Python 3.11+)", "pipecat"),
 }
 

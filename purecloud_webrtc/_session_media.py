@@ -295,7 +295,8 @@ class SessionMedia:
         self.source, self.sink = source, sink
         self.owns_source, self.owns_sink = owns_source, owns_sink
         self.live = CallMedia(lambda name, *args: session.public._emit(name, session.public, *args),
-                              session.public._has_listeners)
+                              session.public._has_listeners, getattr(self.core.options, "mic_processing", None),
+                              getattr(self.core.options, "voice_activity", None))
         session.answered.set()
         self.live.set_sink(sink)
         # One stable sending track whose inner source can be swapped live (no renegotiation).

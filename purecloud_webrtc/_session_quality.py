@@ -158,8 +158,11 @@ class SessionQuality:
         stats, crossings = self.collector.sample(report, jb, codec=self._codec(), jitter_buffer=self.track is not None,
                                                  frames=pump.frames if pump is not None else 0)
         counts = self.session.candidates
+        live = getattr(getattr(self.session, "rtc", None), "live", None)
+        processor = live.mic_processor if live is not None else None
         stats = dataclasses.replace(stats, remote_candidates_accepted=counts.accepted,
-                                    remote_candidates_dropped=counts.dropped)
+                                    remote_candidates_dropped=counts.dropped,
+                                    audio_processing=processor.stats if processor is not None else None)
         self.collector.last = stats
         public = self.session.public
         for warning in crossings:

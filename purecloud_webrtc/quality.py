@@ -93,6 +93,9 @@ class CallStats:
     :ivar remote_candidates_accepted: remote ICE candidates handed to the ICE agent.
     :ivar remote_candidates_dropped: remote ICE candidates refused (unusable or hostile addresses, over
         :attr:`~purecloud_webrtc.Limits.max_remote_candidates`); ``Session.remote_candidates`` says why.
+    :ivar audio_processing: the microphone's echo cancellation, noise suppression and gain control
+        (:class:`~purecloud_webrtc.media.processing.AudioProcessingStats`: stages in force, echo return
+        loss enhancement, delay estimate), ``None`` when the call's source is not a processed microphone.
     """
 
     timestamp: float
@@ -123,10 +126,14 @@ class CallStats:
     warnings: Tuple[str, ...] = ()
     remote_candidates_accepted: int = 0
     remote_candidates_dropped: int = 0
+    audio_processing: Any = None
 
     def as_dict(self) -> Dict[str, Any]:
         """A plain dict (JSON-ready) of the fields."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if self.audio_processing is not None:
+            values["audio_processing"] = self.audio_processing.as_dict()
+        return values
 
 
 @dataclass

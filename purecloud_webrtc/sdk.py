@@ -9,6 +9,7 @@ logic: every command is a coroutine run on the core with a timeout.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import difflib
 import ipaddress
 import logging
@@ -86,6 +87,8 @@ class SdkOptions:
     pending_reconnect_grace: float = 15.0
     codec_preferences: Tuple[str, ...] = ("opus", "PCMU", "PCMA", "G722")
     relay_without_stun: bool = False
+    mic_processing: Any = None
+    voice_activity: Any = None
 
     def __repr__(self) -> str:
         shown = []
@@ -109,6 +112,29 @@ _CAMEL = {
     "iceServers": "ice_servers",
     "iceTransportPolicy": "ice_transport_policy",
 }
+
+
+# The official SDK's microphone defaults (defaults.micEchoCancellation ...), under their JavaScript names.
+_CAMEL_MIC = {
+    "micEchoCancellation": "echo_cancellation",
+    "micNoiseSuppression": "noise_suppression",
+    "micAutoGainControl": "auto_gain_control",
+}
+
+
+def _checked_mic_options(mic: Dict[str, Any]) -> Any:
+    """The ``mic_*`` options as an :class:`~purecloud_webrtc.media.processing.AudioProcessing`.
+
+    :raises ConfigurationError: a value that is not ``None`` or a bool.
+    :raises MissingExtraError: a stage asked for (``True``) without the ``voice`` extra.
+    """
+    from .media.processing import AudioProcessing
+
+    for name, value in mic.items():
+        if value is not None and not isinstance(value, bool):
+            raise ConfigurationError(f"mic_{name} must be True, False or None (the default), not {value!r}",
+                                     f"mic_{name}")
+    return AudioProcessing(**mic)
 
 
 # Whitespace or control characters: a token read from a file with its newline, or pasted with a space.
@@ -314,6 +340,16 @@ class PureCloudWebrtcSdk(Emitter):
     :param relay_without_stun: follow the official client's rule: when ICE server discovery returns no STUN
         server, use relay candidates only (and so, with no TURN server either, none at all). By default the
         SDK keeps its host candidates then (docs/protocol.rst §2.8).
+    :param mic_echo_cancellation: cancel the echo of the SDK's speakers in microphone calls (the official
+        SDK's ``defaults.micEchoCancellation``).  ``None`` (default): on when the ``voice`` extra is installed,
+        as in browsers; ``True``: required (the constructor raises :class:`MissingExtraError` naming the
+        extra when it is missing); ``False``: off.  A ``MicrophoneSource(echo_cancellation=...)`` decides for
+        its own calls.  Files, tones and callbacks are never processed.
+    :param mic_noise_suppression: suppress steady background noise in microphone calls (same values).
+    :param mic_auto_gain_control: level the voice in microphone calls (same values).
+    :param voice_activity: the :class:`~purecloud_webrtc.media.VadConfig` of the session event
+        ``voiceActivity`` (default: the energy detector; ``VadConfig(backend="webrtc")`` uses WebRTC's voice
+        detector from the ``voice`` extra).
     :param xmpp_transport: test seam: a factory for the streaming socket (see ``XmppStream``); the default is
         websocket-client.  Protocol tests script a server through it without a socket.
     :param http_adapter: test seam: a ``requests`` transport adapter mounted for the REST client.
@@ -369,6 +405,10 @@ class PureCloudWebrtcSdk(Emitter):
         pending_reconnect_grace: float = 15.0,
         codec_preferences: Sequence[str] = ("opus", "PCMU", "PCMA", "G722"),
         relay_without_stun: bool = False,
+        mic_echo_cancellation: Optional[bool] = None,
+        mic_noise_suppression: Optional[bool] = None,
+        mic_auto_gain_control: Optional[bool] = None,
+        voice_activity: Any = None,
         **seed_options: Any,
     ) -> None:
         self.log = logger or _package_log
@@ -378,11 +418,16 @@ class PureCloudWebrtcSdk(Emitter):
             auto_connect_sessions=auto_connect_sessions, ice_servers=ice_servers,
             ice_transport_policy=ice_transport_policy,
         )
+        mic = {"echo_cancellation": mic_echo_cancellation, "noise_suppression": mic_noise_suppression,
+               "auto_gain_control": mic_auto_gain_control}
         for key, value in seed_options.items():
+            if key in _CAMEL_MIC:
+                mic[_CAMEL_MIC[key]] = value
+                continue
             if key in _CAMEL:
                 values[_CAMEL[key]] = value
                 continue
-            known = list(_CAMEL) + list(SdkOptions.__dataclass_fields__)
+            known = list(_CAMEL) + list(_CAMEL_MIC) + list(SdkOptions.__dataclass_fields__)
             close = difflib.get_close_matches(key, known, n=1)
             raise ConfigurationError(f"unknown option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""), key)
         self.options = self._validate(values, api_base_url=api_base_url, streaming_base_url=streaming_base_url,
@@ -404,6 +449,12 @@ class PureCloudWebrtcSdk(Emitter):
         from ._session_quality import checked_quality_options
 
         self.options = checked_quality_options(self.options, jitter_buffer, stats_interval, quality_thresholds)
+        from .media.vad import VadConfig
+
+        if voice_activity is not None and not isinstance(voice_activity, VadConfig):
+            raise ConfigurationError(f"voice_activity must be a VadConfig, not {voice_activity!r}", "voice_activity")
+        self.options = dataclasses.replace(self.options, mic_processing=_checked_mic_options(mic),
+                                           voice_activity=voice_activity)
         self.api = ApiClient(self.options.api_base_url, self.options.access_token, timeout=self.options.request_timeout,
                              verify=self.options.ca_bundle or True, adapter=http_adapter)
         self._xmpp_transport = xmpp_transport

@@ -37,6 +37,7 @@ from ._state import EmulatedUser, EmulatorError, EmulatorState
 from .streaming import XmppConnection, XmppRouter, bare, iq_error, iq_result
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     from ..media import BufferSink, SinkPump, ToneSource
 
 __all__ = ["ALLOWED_MEDIA_ADDRESSES", "CALL_STATES", "JINGLE_REASONS", "EmulatedCall", "Gateway"]
@@ -548,6 +549,13 @@ class EmulatedCall:
         if sink is None:
             return ""
         return detect_digits(sink.samples(last_seconds=seconds))
+
+    def heard_samples(self, seconds: float = 1.0) -> "np.ndarray":
+        """The last ``seconds`` of what the far end heard (int16, 48 kHz mono; empty before media)."""
+        import numpy as np
+
+        sink = self._sink
+        return np.zeros(0, dtype=np.int16) if sink is None else sink.samples(last_seconds=seconds)
 
     def heard_frequency(self, seconds: float = 1.0) -> float:
         """Dominant frequency (Hz) of the last ``seconds`` of what the far end heard (0.0 if nothing)."""

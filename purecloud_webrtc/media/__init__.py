@@ -44,7 +44,7 @@ from .sources import (
     make_frame,
     resolve_source,
 )
-from .vad import EnergyVad, VadConfig
+from .vad import EnergyVad, VadConfig, WebrtcVad, create_vad
 
 __all__ = [
     "AudioDevice",
@@ -74,6 +74,8 @@ __all__ = [
     "ToneSource",
     "TrackSource",
     "VadConfig",
+    "WebrtcVad",
+    "create_vad",
     "WavFileSource",
     "WavRecorderSink",
     "decode_audio_file",

@@ -34,8 +34,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .analysis import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_DBFS, FrameConverter
 from .sinks import AudioSink, _Worker
-from .sources import AudioSource, SilenceSource, make_frame
-from .vad import EnergyVad
+from .processing import AudioProcessing, MicProcessor
+from .sources import AudioSource, MicrophoneSource, SilenceSource, make_frame
+from .vad import VadConfig, create_vad
 
 __all__ = [
     "AudioLevels",
@@ -475,11 +476,14 @@ class CallMedia:
     :param emit: ``emit(event_name, *args)`` for session events (any thread-safe emitter).
     """
 
-    def __init__(self, emit: Callable[..., None], listening: Optional[Callable[[str], bool]] = None) -> None:
+    def __init__(self, emit: Callable[..., None], listening: Optional[Callable[[str], bool]] = None,
+                 mic_defaults: Optional[AudioProcessing] = None, vad: Optional[VadConfig] = None) -> None:
         self._emit = emit
+        #: the SDK's ``mic_*`` options: the stages of a microphone that leaves them to the SDK
+        self.mic_defaults = mic_defaults or AudioProcessing()
         self._listening = listening or (lambda name: True)
         #: the remote party's voice activity (runs while someone listens to ``voiceActivity``)
-        self.vad = EnergyVad()
+        self.vad = create_vad(vad)
         self.send_track = SendTrack(self._on_sent, self._on_inner_ended)
         self.router = ReceiveRouter(None, self._on_received)
         self.input_meter = LevelMeter()
@@ -525,7 +529,7 @@ class CallMedia:
         mean_square = self.output_meter.add(samples)
         vad = self.vad
         if self._listening("voiceActivity"):
-            change = vad.feed(_dbfs(mean_square))
+            change = vad.feed_frame(samples, _dbfs(mean_square))
             if change is not None:
                 self._emit("voiceActivity", change)
         elif vad.floor_dbfs is not None:
@@ -549,7 +553,11 @@ class CallMedia:
 
     def set_source(self, source: Optional[AudioSource]) -> Optional[AudioSource]:
         """Send ``source`` from the next frame on; return the previous source (its track is stopped)."""
-        track = source.create_track() if source is not None else None
+        track: Optional[MediaStreamTrack]
+        if isinstance(source, MicrophoneSource):
+            track = source.create_track(processing_defaults=self.mic_defaults)
+        else:
+            track = source.create_track() if source is not None else None
         previous_source, self.source = self.source, source
         previous = self.send_track.set_inner(track)
         if previous is not None and previous is not track and getattr(previous, "readyState", "") == "live":
@@ -582,6 +590,13 @@ class CallMedia:
     @property
     def muted(self) -> bool:
         return self.send_track.muted
+
+    @property
+    def mic_processor(self) -> Optional[MicProcessor]:
+        """The current microphone's processing stages (``None``: the source is not a processed microphone)."""
+        inner = self.send_track.inner
+        processor = getattr(inner, "processor", None)
+        return processor if isinstance(processor, MicProcessor) else None
 
     async def _levels(self) -> None:
         while True:

@@ -36,6 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from . import _pyaudio
 from ._pyaudio import AudioDevice, AudioDeviceError
 from .analysis import SAMPLE_RATE, FrameConverter, dominant_frequency, rms_dbfs
+from .processing import playback_reference
 
 __all__ = [
     "AudioSink",
@@ -616,6 +617,7 @@ class SpeakerSink(AudioSink):
         else:
             self.rate = int(round(self.device.default_sample_rate))
         self._converter = FrameConverter(channels=1, rate=self.rate)
+        self._reference_converter = FrameConverter(channels=1, rate=SAMPLE_RATE)
         self._closed = False
         #: Frames dropped so far to keep the delay low.
         self.trimmed = 0
@@ -627,7 +629,7 @@ class SpeakerSink(AudioSink):
             self.device, rate=self.rate, channels=1,
             frames_per_buffer=max(1, int(round(self.rate * self.buffer_ms / 1000.0))),
         )
-        self._worker: _Worker[bytes] = _Worker(
+        self._worker: "_Worker[tuple[bytes, Optional[np.ndarray]]]" = _Worker(
             "pcw-speaker",
             self._play,
             max_items=max_queue,
@@ -642,7 +644,10 @@ class SpeakerSink(AudioSink):
         data = self._converter.convert(frame)
         if data.size:
             self._frame_seconds = data.size / self.rate
-            self._worker.put(data.astype("<i2", copy=False).tobytes())
+            reference = None
+            if playback_reference.active:  # a microphone cancels echo: it needs what is played, at 48 kHz
+                reference = data if self.rate == SAMPLE_RATE else self._reference_converter.convert(frame)
+            self._worker.put((data.astype("<i2", copy=False).tobytes(), reference))
 
     @property
     def accepts_pcm(self) -> bool:  # type: ignore[override]
@@ -656,9 +661,10 @@ class SpeakerSink(AudioSink):
             return
         if samples.size:
             self._frame_seconds = samples.size / self.rate
-            self._worker.put(samples.astype("<i2", copy=False).tobytes())
+            reference = samples if playback_reference.active else None
+            self._worker.put((samples.astype("<i2", copy=False).tobytes(), reference))
 
-    def _play(self, data: bytes) -> None:
+    def _play(self, item: "tuple[bytes, Optional[np.ndarray]]") -> None:
         # A backlog that builds up once (the device starts late, a hiccup) would otherwise stay for the
         # rest of the call as added delay, since frames then arrive exactly as fast as they play.  So
         # every ~0.5 s the part of the queue that never emptied in that window is dropped (what a
@@ -680,9 +686,14 @@ class SpeakerSink(AudioSink):
             trimmed = self._worker.trim(pending - drop)
             self.trimmed += trimmed
             logger.debug("speaker %r: dropped %d stale queued frames to keep the delay low", self.device.name, trimmed)
+        data, reference = item
+        if reference is not None:
+            # What the device is given now is what the microphones' echo cancellers must expect back.
+            playback_reference.write(id(self), reference)
         self._stream.write(data, exception_on_underflow=False)
 
     def _close_stream(self) -> None:
+        playback_reference.remove(id(self))
         _pyaudio.close_stream(self._stream)
         logger.info("speaker %s closed", self.device.describe())
 

@@ -36,6 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from . import _pyaudio
 from ._pyaudio import AudioDevice, AudioDeviceError
 from .analysis import FRAME_SAMPLES, SAMPLE_RATE, FrameConverter, to_int16
+from .processing import AudioProcessing, MicProcessor, playback_reference
 
 __all__ = [
     "AudioSource",
@@ -645,12 +646,19 @@ class _MicrophoneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, source: "MicrophoneSource", loop: asyncio.AbstractEventLoop, max_queue: int) -> None:
+    def __init__(self, source: "MicrophoneSource", loop: asyncio.AbstractEventLoop, max_queue: int,
+                 processor: Optional[MicProcessor] = None) -> None:
         super().__init__()
         self._source = source
         self._capture_loop = loop
-        self._queue: "asyncio.Queue[Optional[np.ndarray]]" = asyncio.Queue(maxsize=max_queue)
+        # Each item: a captured chunk and the speakers' audio of the same moment (None without echo
+        # cancellation), so that dropping a stale chunk drops its reference too.
+        self._queue: "asyncio.Queue[Optional[Tuple[np.ndarray, Optional[np.ndarray]]]]" = asyncio.Queue(
+            maxsize=max_queue)
         self._pending = np.zeros(0, dtype=np.int16)
+        self._pending_far = np.zeros(0, dtype=np.int16)
+        #: the call's echo canceller, noise suppressor and gain control (``None``: none runs)
+        self.processor = processor
         self._pts = 0
         self.dropped = 0
         #: Chunks dropped as stale backlog (see ``recv``).
@@ -659,14 +667,18 @@ class _MicrophoneTrack(MediaStreamTrack):
         self._window_reads = 0
         self._window_start = 0.0
 
-    def feed_threadsafe(self, samples: np.ndarray) -> None:
-        """Hand captured samples to the loop; called on the PortAudio thread."""
+    def feed_threadsafe(self, samples: np.ndarray, far: Optional[np.ndarray] = None) -> None:
+        """Hand captured samples (and the reference) to the loop; called on the PortAudio thread."""
         try:
-            self._capture_loop.call_soon_threadsafe(self._put, samples)
+            self._capture_loop.call_soon_threadsafe(self._put, (samples, far))
         except RuntimeError:  # loop closed
             pass
 
-    def _put(self, item: Optional[np.ndarray]) -> None:
+    @property
+    def wants_reference(self) -> bool:
+        return self.processor is not None and self.processor.wants_reference
+
+    def _put(self, item: Optional[Tuple[np.ndarray, Optional[np.ndarray]]]) -> None:
         if self._queue.full():
             try:
                 self._queue.get_nowait()
@@ -705,11 +717,19 @@ class _MicrophoneTrack(MediaStreamTrack):
         while self._pending.size < FRAME_SAMPLES:
             if self.readyState != "live":
                 raise MediaStreamError
-            chunk = await self._queue.get()
-            if chunk is None:
+            item = await self._queue.get()
+            if item is None:
                 raise MediaStreamError
+            chunk, far = item
             self._pending = np.concatenate([self._pending, chunk])
+            if self.processor is not None:
+                if far is None or far.size != chunk.size:
+                    far = np.zeros(chunk.size, dtype=np.int16)
+                self._pending_far = np.concatenate([self._pending_far, far])
         samples, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
+        if self.processor is not None:
+            far_frame, self._pending_far = self._pending_far[:FRAME_SAMPLES], self._pending_far[FRAME_SAMPLES:]
+            samples = self.processor.process(samples, far_frame)
         frame = make_frame(samples, self._pts)
         self._pts += FRAME_SAMPLES
         return frame
@@ -746,18 +766,33 @@ class MicrophoneSource(AudioSource):
     a slow loop can build; a backlog that does not drain within 25 reads is dropped as
     stale, so it never turns into lasting delay.
 
+    Processing (the ``voice`` extra, :mod:`purecloud_webrtc.media.processing`): echo cancellation
+    against what the SDK's speakers play, noise suppression and automatic gain control, each on by
+    default when the extra is installed (the SDK's ``mic_*`` options change the default), run per call.
+
     :param device: PortAudio index, name (substring) or ``None`` for the default input.
     :param max_queue: chunks (``buffer_ms`` each) buffered per track.
     :param buffer_ms: PortAudio buffer size in milliseconds (1..200).
+    :param echo_cancellation: cancel the echo of the SDK's speakers (``None``: the SDK's default).
+    :param noise_suppression: suppress steady background noise (``None``: the SDK's default).
+    :param auto_gain_control: level the voice (``None``: the SDK's default).
+    :param echo_delay_ms: the speaker-to-microphone delay, when known, as a hint for the canceller.
     :raises AudioDeviceError: pyaudio missing, no such device, or opening failed (the message names
         the device and PortAudio's reason, e.g. "Device unavailable" for a busy device).
-    :raises ValueError: ``buffer_ms`` out of range.
+    :raises ValueError: ``buffer_ms`` or ``echo_delay_ms`` out of range.
+    :raises TypeError: a stage switch that is not a bool or ``None``.
+    :raises MissingExtraError: a stage asked for (``True``) without the ``voice`` extra.
     """
 
-    def __init__(self, device: Union[int, str, None] = None, *, max_queue: int = 10, buffer_ms: float = 20.0) -> None:
+    def __init__(self, device: Union[int, str, None] = None, *, max_queue: int = 10, buffer_ms: float = 20.0,
+                 echo_cancellation: Optional[bool] = None, noise_suppression: Optional[bool] = None,
+                 auto_gain_control: Optional[bool] = None, echo_delay_ms: Optional[float] = None) -> None:
         super().__init__()
         if not 1.0 <= float(buffer_ms) <= 200.0:
             raise ValueError(f"buffer_ms must be between 1 and 200, not {buffer_ms!r}")
+        #: the stages asked for on this microphone (``None`` fields: the SDK's defaults)
+        self.processing = AudioProcessing(echo_cancellation, noise_suppression, auto_gain_control, echo_delay_ms)
+        self._reference: Any = None  # the speakers' audio, read while a track cancels echo
         self.buffer_ms = float(buffer_ms)
         self.device: AudioDevice = _pyaudio.find_device(device, "input")
         self.max_queue = max(1, int(max_queue))
@@ -800,27 +835,37 @@ class MicrophoneSource(AudioSource):
                 if samples.size:
                     with self._subscribers_lock:
                         subscribers = list(self._subscribers)
+                        reference = self._reference
+                    # The speakers' audio of this moment, read in step with the capture (one reader per
+                    # device, shared by its calls).
+                    far = reference.read(samples.size) if reference is not None else None
                     for track in subscribers:
-                        track.feed_threadsafe(samples)
+                        track.feed_threadsafe(samples, far)
         except Exception:
             self._callback_errors += 1
             if self._callback_errors == 1:
                 logger.exception("error in the microphone capture callback")
         return None, 0  # paContinue
 
-    def create_track(self) -> MediaStreamTrack:
+    def create_track(self, *, processing_defaults: Optional[AudioProcessing] = None) -> MediaStreamTrack:
         """Return a track fed by the microphone; must be called on the core loop thread.
 
+        :param processing_defaults: the stages for this call where :attr:`processing` says ``None``
+            (the SDK passes its ``mic_*`` options).
         :raises RuntimeError: if the source is closed or no asyncio loop runs on this thread.
+        :raises MissingExtraError: a stage is on without the ``voice`` extra.
         """
         self._check_open()
         loop = _running_loop()
         if loop is None:
             raise RuntimeError("MicrophoneSource.create_track() must be called on the running core loop thread")
-        track = _MicrophoneTrack(self, loop, self.max_queue)
+        settings = self.processing.over(processing_defaults or AudioProcessing())
+        processor = MicProcessor(settings) if settings.any else None
+        track = _MicrophoneTrack(self, loop, self.max_queue, processor)
         self._remember(track)
         with self._subscribers_lock:
             self._subscribers.append(track)
+        self._update_reference()
         self._update_stream()
         return track
 
@@ -828,7 +873,19 @@ class MicrophoneSource(AudioSource):
         with self._subscribers_lock:
             if track in self._subscribers:
                 self._subscribers.remove(track)
+        self._update_reference()
         self._update_stream()
+
+    def _update_reference(self) -> None:
+        # Speakers keep their audio for the cancellers only while a call of this microphone cancels echo.
+        with self._subscribers_lock:
+            wanted = any(track.wants_reference for track in self._subscribers)
+            reference = self._reference
+            if wanted and reference is None:
+                self._reference = playback_reference.open_reader()
+            elif not wanted and reference is not None:
+                self._reference = None
+                reference.close()
 
     def _update_stream(self) -> None:
         # Never hold _subscribers_lock here: stop_stream() waits for a running
@@ -851,6 +908,9 @@ class MicrophoneSource(AudioSource):
     def _release(self) -> None:
         with self._subscribers_lock:
             self._subscribers.clear()
+            reference, self._reference = self._reference, None
+        if reference is not None:
+            reference.close()
         with self._stream_lock:
             stream, self._stream = self._stream, None
         if stream is not None:

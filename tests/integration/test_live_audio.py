@@ -283,3 +283,19 @@ def test_voice_activity_follows_the_far_end_talking_and_stops_when_nobody_listen
     call.set_tone(amplitude=0.3)
     wait_until(lambda: session._core_session.media.vad.floor_dbfs is None, 5, "the detector to stop")
     assert len(changes) == 4
+
+
+def test_voice_activity_from_webrtcs_detector_ignores_a_steady_tone(emulator: Any, make_sdk: Any) -> None:
+    pytest.importorskip("pywebrtc_audio", reason="the voice extra is in the test extra")
+    from purecloud_webrtc.media import VadConfig, WebrtcVad
+
+    sdk = make_sdk(voice_activity=VadConfig(backend="webrtc"))
+    session, call = answer(sdk, emulator, ToneSource(660.0), BufferSink(), tone_hz=440.0)
+    changes: List[bool] = []
+    session.on("voiceActivity", lambda s, speaking: changes.append(speaking))
+    call.wait_for_audio(timeout=15, min_seconds=1.0)
+    vad = session._core_session.media.vad
+    assert isinstance(vad, WebrtcVad)
+    time.sleep(2.0)  # a steady 440 Hz tone as loud as speech: the energy detector would call it speech
+    assert not vad.speaking and 0.0 < vad.probability < 0.5, (vad.probability, changes)
+    session.off("voiceActivity")

@@ -925,7 +925,9 @@ def test_microphone_source_with_fake_portaudio(fake_pyaudio: type[FakePyAudio]) 
 
 
 def test_microphone_queue_drops_oldest(fake_pyaudio: type[FakePyAudio], caplog: pytest.LogCaptureFixture) -> None:
-    source = MicrophoneSource(None, max_queue=5)
+    # Sample values are checked: no processing stage may change them.
+    source = MicrophoneSource(None, max_queue=5, echo_cancellation=False, noise_suppression=False,
+                              auto_gain_control=False)
     assert source.capture_rate == 48000
     callback = fake_pyaudio.streams[0].kwargs["stream_callback"]
 
