@@ -14,8 +14,10 @@ when the extra is installed (as in browsers) and each switchable: per SDK with t
 **The echo reference.** An echo canceller must know what the speaker played.  Every
 :class:`~purecloud_webrtc.media.SpeakerSink` hands the samples it writes to its device, at the moment
 it writes them, to :data:`playback_reference`; a microphone with echo cancellation reads the same amount
-of that audio for each chunk it captures, so the two stay in step at the devices' own pace and the
-remaining delay (the devices' buffers and the acoustic path) is found by AEC3's delay estimator.  A
+of that audio for each chunk it captures, by the position of each sample in the speaker's stream (20 ms
+behind its writes), so the two stay in step at the devices' own pace even when a busy machine delays
+the threads that hand the audio over; the remaining delay (the devices' buffers and the acoustic path)
+is found by AEC3's delay estimator.  A
 speaker switched mid-call (``set_sink``) joins the reference when it first plays and leaves it when it
 closes; the canceller re-converges on the new path.  ``echo_delay_ms`` gives AEC3 a starting hint where
 the delay is known.
@@ -160,46 +162,88 @@ class AudioProcessingStats:
 # -- the echo reference ----------------------------------------------------------------------
 
 
+class _Timeline:
+    """One speaker's audio as one reader sees it: samples by their index in the speaker's stream."""
+
+    __slots__ = ("chunks", "head", "written", "pos")
+
+    def __init__(self) -> None:
+        self.chunks: Deque[np.ndarray] = deque()
+        self.head = 0  # stream index of the first sample kept
+        self.written = 0  # stream index after the last sample written
+        self.pos: Optional[int] = None  # stream index the reader reads next (None: not anchored yet)
+
+
 class _ReferenceReader:
-    """One microphone's view of what the speakers play: a FIFO per speaker, read in step with capture."""
+    """One microphone's view of what the speakers play, read in step with its capture.
+
+    A speaker's sample ``k`` is played at its device's clock, ``k / 48000`` s after its first one,
+    whenever the writing thread happened to hand it over; a microphone's sample ``j`` likewise.  So the
+    reader follows each speaker by *stream index*: it reads ``[pos, pos + n)`` for ``n`` captured samples,
+    ``MARGIN`` behind what the speaker has written, and a late write (a busy machine) leaves zeros
+    where it was due rather than shifting everything after it.  The alignment, and so the echo
+    canceller's delay, stays fixed; it is anchored again only when the two drift apart by more than
+    ``MAX_LAG`` or the speaker stopped (a jump the canceller re-converges from).
+    """
+
+    MARGIN = 960  # 20 ms: how far behind the speaker's writes the reader stays, absorbing late writes
+    MAX_LAG = 9600  # 200 ms
 
     def __init__(self, owner: "PlaybackReference", max_samples: int) -> None:
         self._owner = owner
         self._max = max_samples
-        self._fifos: Dict[int, Deque[np.ndarray]] = {}
-        self._levels: Dict[int, int] = {}
+        self._lines: Dict[int, _Timeline] = {}
         self.received = 0  # samples pushed, all speakers
+        self.realigned = 0  # times a speaker's alignment was anchored again after the first
 
     def _push(self, key: int, samples: np.ndarray) -> None:  # under the owner's lock
-        fifo = self._fifos.setdefault(key, deque())
-        fifo.append(samples)
-        level = self._levels.get(key, 0) + samples.size
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Timeline()
+        line.chunks.append(samples)
+        line.written += samples.size
         self.received += samples.size
-        while level > self._max and fifo:  # a speaker that plays while nobody reads (bounded)
-            level -= fifo.popleft().size
-        self._levels[key] = level
+        kept = line.written - line.head
+        while kept > self._max and line.chunks:  # a speaker that plays while nobody reads (bounded)
+            dropped = line.chunks.popleft().size
+            line.head += dropped
+            kept -= dropped
 
     def _forget(self, key: int) -> None:  # under the owner's lock
-        self._fifos.pop(key, None)
-        self._levels.pop(key, None)
+        self._lines.pop(key, None)
 
     def read(self, n: int) -> np.ndarray:
-        """The next ``n`` samples the speakers played (mixed; zeros where none did)."""
+        """The ``n`` samples the speakers played for the next ``n`` captured ones (mixed; zeros where none)."""
         out = np.zeros(n, dtype=np.int32)
         with self._owner._lock:
-            for key, fifo in self._fifos.items():
-                filled = 0
-                while filled < n and fifo:
-                    head = fifo[0]
-                    take = min(n - filled, head.size)
-                    out[filled:filled + take] += head[:take]
-                    if take == head.size:
-                        fifo.popleft()
-                    else:
-                        fifo[0] = head[take:]
-                    filled += take
-                self._levels[key] = self._levels.get(key, 0) - filled
+            for line in self._lines.values():
+                lag = None if line.pos is None else line.written - line.pos
+                if lag is None or lag > self.MAX_LAG or lag < -self.MAX_LAG:
+                    if line.pos is not None:
+                        self.realigned += 1
+                    line.pos = line.written - self.MARGIN
+                self._copy(line, line.pos, out)
+                line.pos += n
+                self._trim(line, line.pos)
         return np.clip(out, -32768, 32767).astype(np.int16)
+
+    @staticmethod
+    def _copy(line: _Timeline, start: int, out: np.ndarray) -> None:
+        index = line.head
+        end = start + out.size
+        for chunk in line.chunks:
+            chunk_end = index + chunk.size
+            if chunk_end > start and index < end:
+                lo, hi = max(index, start), min(chunk_end, end)
+                out[lo - start:hi - start] += chunk[lo - index:hi - index]
+            if chunk_end >= end:
+                break
+            index = chunk_end
+
+    @staticmethod
+    def _trim(line: _Timeline, upto: int) -> None:
+        while line.chunks and line.head + line.chunks[0].size <= upto:
+            line.head += line.chunks.popleft().size
 
     def close(self) -> None:
         self._owner._close_reader(self)

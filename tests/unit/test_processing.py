@@ -54,19 +54,31 @@ def test_sdk_mic_options(make_sdk_offline: object = None) -> None:
         sdk.close()
 
 
-def test_reference_keeps_nothing_without_a_reader_and_mixes_speakers() -> None:
+def test_reference_keeps_nothing_without_a_reader_and_keeps_its_alignment() -> None:
     ref = PlaybackReference(max_seconds=0.1)
     ref.write(1, np.full(960, 100, dtype=np.int16))  # nobody reads: dropped
     reader = ref.open_reader()
     assert np.all(reader.read(480) == 0)
-    ref.write(1, np.full(960, 100, dtype=np.int16))
-    ref.write(2, np.full(480, 50, dtype=np.int16))
+    stream = np.arange(4800, dtype=np.int16)  # each sample is its index in the speaker's stream
+    ref.write(1, stream[:960])
+    assert list(reader.read(480)[[0, -1]]) == [0, 479]  # anchored 20 ms behind the writes
+    assert list(reader.read(480)[[0, -1]]) == [480, 959]
+    assert np.all(reader.read(480) == 0)  # the speaker's thread is late: zeros where its audio was due ...
+    ref.write(1, stream[960:1920])
+    assert list(reader.read(480)[[0, -1]]) == [1440, 1919]  # ... and what follows is not shifted
+    assert reader.realigned == 0
+    # A second speaker is mixed in, anchored when first read.
+    ref.write(2, np.full(960, 1000, dtype=np.int16))
+    ref.write(1, stream[1920:2880])
     mixed = reader.read(960)
-    assert np.all(mixed[:480] == 150) and np.all(mixed[480:] == 100)
+    assert list(mixed[[0, -1]]) == [1920 + 1000, 2879 + 1000]
     for _ in range(50):  # a speaker that plays while the microphone does not read: bounded
         ref.write(1, np.full(960, 7, dtype=np.int16))
-    assert sum(a.size for a in reader._fifos[1]) <= int(0.1 * RATE)
+    line = reader._lines[1]
+    assert line.written - line.head <= int(0.1 * RATE)
+    assert list(reader.read(960)[[0, -1]]) == [7, 7] and reader.realigned == 1  # drifted apart: anchored again
     ref.remove(1)
+    ref.remove(2)
     assert np.all(reader.read(960) == 0)
     reader.close()
     assert not ref.active
