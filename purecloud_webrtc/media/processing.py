@@ -222,9 +222,10 @@ class _ReferenceReader:
                     if line.pos is not None:
                         self.realigned += 1
                     line.pos = line.written - self.MARGIN
-                self._copy(line, line.pos, out)
-                line.pos += n
-                self._trim(line, line.pos)
+                pos = line.pos
+                self._copy(line, pos, out)
+                line.pos = pos + n
+                self._trim(line, pos + n)
         return np.clip(out, -32768, 32767).astype(np.int16)
 
     @staticmethod
