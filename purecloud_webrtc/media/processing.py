@@ -217,12 +217,11 @@ class _ReferenceReader:
         out = np.zeros(n, dtype=np.int32)
         with self._owner._lock:
             for line in self._lines.values():
-                lag = None if line.pos is None else line.written - line.pos
-                if lag is None or lag > self.MAX_LAG or lag < -self.MAX_LAG:
-                    if line.pos is not None:
-                        self.realigned += 1
-                    line.pos = line.written - self.MARGIN
                 pos = line.pos
+                if pos is None or abs(line.written - pos) > self.MAX_LAG:
+                    if pos is not None:
+                        self.realigned += 1
+                    pos = line.written - self.MARGIN
                 self._copy(line, pos, out)
                 line.pos = pos + n
                 self._trim(line, pos + n)
