@@ -30,8 +30,9 @@ one is driven by time, like a telephone's:
   being lost, the target grows by one packet so the FEC copy has arrived when a
   packet is missing.
 
-Samples are 48 kHz stereo int16; RTP timestamps of other clock rates are scaled
-to 48 kHz.  Everything here runs on one thread (the SDK's core loop); nothing
+Samples are 48 kHz mono int16, shaped ``(n, 1)`` (a stereo Opus stream is decoded to mono by libopus:
+a call carries one voice, and half the samples are half the work of every stage here); RTP timestamps of
+other clock rates are scaled to 48 kHz.  Everything here runs on one thread (the SDK's core loop); nothing
 here sleeps or reads a clock: times are passed in (seconds, any monotonic
 origin), which is what makes the buffer testable with a simulated network.
 """
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 RATE = 48000
 #: Samples per channel of one 20 ms output frame.
 FRAME = 960
-CHANNELS = 2
+CHANNELS = 1
 
 #: Shortest pitch period a stretch inserts or removes (2 ms), and the crossfade length (5 ms).
 _MIN_LAG = 96
@@ -200,7 +201,7 @@ class GenericAudioDecoder:
 
         self._decoder = get_decoder(codec)
         self._frame_type = jitter_frame
-        self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=RATE)
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         self._last = np.zeros((FRAME, CHANNELS), dtype=np.int16)
         self._fade = 1.0
         self._clock_rate = int(codec.clockRate)

@@ -32,6 +32,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ._pacing import grid_after, sleep_until
 from .analysis import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_DBFS, FrameConverter
 from .sinks import AudioSink, _Worker
 from .processing import AudioProcessing, MicProcessor
@@ -600,7 +601,8 @@ class CallMedia:
 
     async def _levels(self) -> None:
         while True:
-            await asyncio.sleep(LEVEL_INTERVAL)
+            # On a 100 ms grid, which is also the senders' (_pacing): no wake-up of its own.
+            await sleep_until(grid_after(time.monotonic() + LEVEL_INTERVAL / 2, LEVEL_INTERVAL))
             level_in = self.input_meter.take()
             level_out = self.output_meter.take()
             self.levels = AudioLevels(

@@ -32,7 +32,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .. import _internals
-from .analysis import downmix
+from ._pacing import PLAYOUT_GRID, grid_after, sleep_until
 from .jitter import FRAME, RATE, JitterBuffer, JitterBufferConfig, JitterBufferStats, make_decoder
 
 __all__ = ["JitterBufferTrack", "attach", "find_receiver", "codec_of"]
@@ -159,7 +159,7 @@ class JitterBufferTrack(MediaStreamTrack):
 
         :raises MediaStreamError: once the track has ended.
         """
-        pcm = await self._next()
+        pcm = np.repeat(await self._next(), 2, axis=1)  # the buffer is mono; frames are stereo like aiortc's
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm).reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = RATE
         frame.pts = self._pts - FRAME
@@ -167,11 +167,11 @@ class JitterBufferTrack(MediaStreamTrack):
         return frame
 
     async def recv_pcm(self) -> np.ndarray:
-        """The next 20 ms as 1-D int16 mono samples (channels averaged), paced in real time.
+        """The next 20 ms as 1-D int16 mono samples, paced in real time.
 
         :raises MediaStreamError: once the track has ended.
         """
-        return downmix(await self._next())
+        return (await self._next()).reshape(-1)
 
     async def _next(self) -> np.ndarray:
         if self.readyState != "live":
@@ -184,21 +184,22 @@ class JitterBufferTrack(MediaStreamTrack):
             # call (a packet is due at the tick that plays it): start ticking initial_delay_ms after the
             # first arrival, so packets arrive that long before their tick rather than just after one.
             assert self._first_arrival is not None
-            start = self._first_arrival + self.config.initial_delay_ms / 1000.0
+            # On the shared 5 ms playout grid (_pacing): the calls' playouts wake the loop together.
+            start = grid_after(self._first_arrival + self.config.initial_delay_ms / 1000.0, PLAYOUT_GRID)
             if start > time.monotonic():
-                await asyncio.sleep(start - time.monotonic())
+                await sleep_until(start)
                 if self.readyState != "live":
                     raise MediaStreamError
-            self._next_tick = time.monotonic()
+            self._next_tick = grid_after(time.monotonic(), PLAYOUT_GRID)
         else:
             delay = self._next_tick - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await sleep_until(self._next_tick)
                 if self.readyState != "live":
                     raise MediaStreamError
             elif delay < -MAX_LAG:
                 log.debug("jitter buffer track fell %.0f ms behind; re-anchoring its clock", -delay * 1000)
-                self._next_tick = time.monotonic()
+                self._next_tick = grid_after(time.monotonic(), PLAYOUT_GRID)
         assert self.buffer is not None
         pcm, kind = self.buffer.pull(time.monotonic())
         self._next_tick += FRAME / RATE

@@ -34,6 +34,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import _pyaudio
+from ._pacing import SEND_GRID, grid_after, sleep_until
 from ._pyaudio import AudioDevice, AudioDeviceError
 from .analysis import FRAME_SAMPLES, SAMPLE_RATE, FrameConverter, to_int16
 from .processing import AudioProcessing, MicProcessor, playback_reference
@@ -201,18 +202,20 @@ class _GeneratedTrack(MediaStreamTrack):
             raise MediaStreamError
         now = time.monotonic()
         if self._start is None:
-            self._start = now
-        else:
-            # Each frame's due time is computed from the anchor, never from the
-            # previous wake-up, so sleep overshoot does not accumulate.
-            delay = self._start + self._pts / self._sample_rate - now
-            if delay > 0:
-                await asyncio.sleep(delay)
-                if self.readyState != "live":
-                    raise MediaStreamError
-            elif delay < -MAX_LAG_SECONDS:
-                logger.debug("%r fell %.0f ms behind real time; re-anchoring its clock", self, -delay * 1000)
-                self._start = now - self._pts / self._sample_rate
+            # The first frame waits for the process's shared 20 ms grid (at most 20 ms): then every call's
+            # frames fall due at the same instants and one wake-up of the loop sends them all (_pacing).
+            self._start = grid_after(now, SEND_GRID)
+        # Each frame's due time is computed from the anchor, never from the
+        # previous wake-up, so sleep overshoot does not accumulate.
+        due = self._start + self._pts / self._sample_rate
+        delay = due - now
+        if delay > 0:
+            await sleep_until(due)
+            if self.readyState != "live":
+                raise MediaStreamError
+        elif delay < -MAX_LAG_SECONDS:
+            logger.debug("%r fell %.0f ms behind real time; re-anchoring its clock", self, -delay * 1000)
+            self._start = grid_after(now, SEND_GRID) - self._pts / self._sample_rate
         samples = self._produce(self._frame_samples)
         if samples is None:
             self.stop()

@@ -83,7 +83,7 @@ def play(arrivals: List[Arrival], seconds: float, *, config: Optional[JitterBuff
             results[result] = results.get(result, 0) + 1
             k += 1
         pcm, kind = jb.pull(tick)
-        assert pcm.shape == (FRAME, 2) and pcm.dtype == np.int16
+        assert pcm.shape == (FRAME, 1) and pcm.dtype == np.int16  # mono inside the buffer
         kinds.append(kind)
         frames.append(pcm)
         depths.append(jb.depth_ms)
