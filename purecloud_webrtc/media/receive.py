@@ -190,7 +190,9 @@ class JitterBufferTrack(MediaStreamTrack):
                 await sleep_until(start)
                 if self.readyState != "live":
                     raise MediaStreamError
-            self._next_tick = grid_after(time.monotonic(), PLAYOUT_GRID)
+                self._next_tick = start  # (not the grid after the wake-up: that is one step late)
+            else:
+                self._next_tick = grid_after(time.monotonic(), PLAYOUT_GRID)
         else:
             delay = self._next_tick - time.monotonic()
             if delay > 0:
