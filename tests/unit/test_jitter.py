@@ -87,6 +87,7 @@ def play(arrivals: List[Arrival], seconds: float, *, config: Optional[JitterBuff
         kinds.append(kind)
         frames.append(pcm)
         depths.append(jb.depth_ms)
+        assert jb._ordered == sorted(jb._transits)  # the kept order is the window's, after every change
         tick += 0.02
     return Run(jb, kinds, np.concatenate(frames)[:, 0], depths, results)
 
