@@ -13,11 +13,12 @@ when the extra is installed (as in browsers) and each switchable: per SDK with t
 
 **The echo reference.** An echo canceller must know what the speaker played.  Every
 :class:`~purecloud_webrtc.media.SpeakerSink` hands the samples it writes to its device, at the moment
-it writes them, to :data:`playback_reference`; a microphone with echo cancellation reads the same amount
-of that audio for each chunk it captures, by the position of each sample in the speaker's stream (20 ms
-behind its writes), so the two stay in step at the devices' own pace even when a busy machine delays
-the threads that hand the audio over; the remaining delay (the devices' buffers and the acoustic path)
-is found by AEC3's delay estimator.  A
+it writes them, to :data:`playback_reference`; a microphone with echo cancellation reads, for each chunk
+it captures, what the speakers played over the same interval.  Both sides are placed on the monotonic
+clock as their devices run them: back to back from the start of a run, anchored again only when a
+device reports a gap (an output underflow, an input overflow), so a busy machine that delays the threads
+handing audio over does not shift the alignment the canceller converged on; the remaining delay (the
+devices' buffers and the acoustic path) is found by AEC3's delay estimator.  A
 speaker switched mid-call (``set_sink``) joins the reference when it first plays and leaves it when it
 closes; the canceller re-converges on the new path.  ``echo_delay_ms`` gives AEC3 a starting hint where
 the delay is known.
@@ -38,10 +39,11 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -162,88 +164,87 @@ class AudioProcessingStats:
 # -- the echo reference ----------------------------------------------------------------------
 
 
-class _Timeline:
-    """One speaker's audio as one reader sees it: samples by their index in the speaker's stream."""
+def _now_tick() -> int:
+    """The monotonic clock in 48 kHz samples."""
+    return int(round(time.monotonic() * SAMPLE_RATE))
 
-    __slots__ = ("chunks", "head", "written", "pos")
+
+class _Anchored:
+    """A device's samples on the monotonic clock: back to back from an anchor, anchored again on a gap.
+
+    A device plays (or captures) its samples back to back at its own pace, whenever the thread that
+    hands them over happens to run; only a gap the device reports (an output underflow, an input
+    overflow) or a drift of over ``MAX_DRIFT`` from the clock moves the timeline.  So a busy machine
+    that delays a thread does not shift the alignment the echo canceller has converged on.
+    """
+
+    MAX_DRIFT = SAMPLE_RATE // 2  # 0.5 s
+
+    __slots__ = ("end",)
 
     def __init__(self) -> None:
-        self.chunks: Deque[np.ndarray] = deque()
-        self.head = 0  # stream index of the first sample kept
-        self.written = 0  # stream index after the last sample written
-        self.pos: Optional[int] = None  # stream index the reader reads next (None: not anchored yet)
+        self.end: Optional[int] = None  # the clock tick after the last sample
+
+    def place(self, n: int, now: int, gap: bool) -> int:
+        """The tick of the first of ``n`` samples handed over at ``now`` (after a reported gap: ``now``)."""
+        end = self.end
+        start = end if end is not None and not gap and abs(end - now) <= self.MAX_DRIFT else now
+        self.end = start + n
+        return start
 
 
 class _ReferenceReader:
-    """One microphone's view of what the speakers play, read in step with its capture.
+    """One microphone's view of what the speakers play, on the monotonic clock.
 
-    A speaker's sample ``k`` is played at its device's clock, ``k / 48000`` s after its first one,
-    whenever the writing thread happened to hand it over; a microphone's sample ``j`` likewise.  So the
-    reader follows each speaker by *stream index*: it reads ``[pos, pos + n)`` for ``n`` captured samples,
-    ``MARGIN`` behind what the speaker has written, and a late write (a busy machine) leaves zeros
-    where it was due rather than shifting everything after it.  The alignment, and so the echo
-    canceller's delay, stays fixed; it is anchored again only when the two drift apart by more than
-    ``MAX_LAG`` or the speaker stopped (a jump the canceller re-converges from).
+    Each speaker's samples are placed where the device plays them (:class:`_Anchored`, from the moment
+    each run starts); the microphone's captured chunks likewise.  A chunk captured over ``[t, t + n)``
+    is given the speakers' samples of ``[t, t + n)``: their echo comes in later chunks, after the
+    devices' latencies and the acoustic path, which the canceller finds.
     """
-
-    MARGIN = 960  # 20 ms: how far behind the speaker's writes the reader stays, absorbing late writes
-    MAX_LAG = 9600  # 200 ms
 
     def __init__(self, owner: "PlaybackReference", max_samples: int) -> None:
         self._owner = owner
         self._max = max_samples
-        self._lines: Dict[int, _Timeline] = {}
+        self._lines: Dict[int, Deque[Tuple[int, np.ndarray]]] = {}
+        self._capture = _Anchored()
         self.received = 0  # samples pushed, all speakers
-        self.realigned = 0  # times a speaker's alignment was anchored again after the first
+        self.realigned = 0  # capture gaps (input overflows, drift) after the first chunk
 
-    def _push(self, key: int, samples: np.ndarray) -> None:  # under the owner's lock
+    def _push(self, key: int, start: int, samples: np.ndarray) -> None:  # under the owner's lock
         line = self._lines.get(key)
         if line is None:
-            line = self._lines[key] = _Timeline()
-        line.chunks.append(samples)
-        line.written += samples.size
+            line = self._lines[key] = deque()
+        line.append((start, samples))
         self.received += samples.size
-        kept = line.written - line.head
-        while kept > self._max and line.chunks:  # a speaker that plays while nobody reads (bounded)
-            dropped = line.chunks.popleft().size
-            line.head += dropped
-            kept -= dropped
+        newest = start + samples.size
+        while line and newest - (line[0][0] + line[0][1].size) > self._max:  # bounded: nobody read them
+            line.popleft()
 
     def _forget(self, key: int) -> None:  # under the owner's lock
         self._lines.pop(key, None)
 
-    def read(self, n: int) -> np.ndarray:
-        """The ``n`` samples the speakers played for the next ``n`` captured ones (mixed; zeros where none)."""
+    def read(self, n: int, *, gap: bool = False, now: Optional[int] = None) -> np.ndarray:
+        """The speakers' samples (mixed; zeros where none played) for ``n`` samples just captured.
+
+        :param gap: the device reported lost input (an overflow) before this chunk.
+        :param now: the clock tick when the chunk was complete (default: now).
+        """
+        now = _now_tick() if now is None else now
+        if self._capture.end is not None and (gap or abs(self._capture.end - (now - n)) > _Anchored.MAX_DRIFT):
+            self.realigned += 1
+        start = self._capture.place(n, now - n, gap)
+        end = start + n
         out = np.zeros(n, dtype=np.int32)
         with self._owner._lock:
             for line in self._lines.values():
-                pos = line.pos
-                if pos is None or abs(line.written - pos) > self.MAX_LAG:
-                    if pos is not None:
-                        self.realigned += 1
-                    pos = line.written - self.MARGIN
-                self._copy(line, pos, out)
-                line.pos = pos + n
-                self._trim(line, pos + n)
+                for chunk_start, chunk in line:
+                    chunk_end = chunk_start + chunk.size
+                    if chunk_end > start and chunk_start < end:
+                        lo, hi = max(chunk_start, start), min(chunk_end, end)
+                        out[lo - start:hi - start] += chunk[lo - chunk_start:hi - chunk_start]
+                while line and line[0][0] + line[0][1].size <= start:  # played before this chunk: done
+                    line.popleft()
         return np.clip(out, -32768, 32767).astype(np.int16)
-
-    @staticmethod
-    def _copy(line: _Timeline, start: int, out: np.ndarray) -> None:
-        index = line.head
-        end = start + out.size
-        for chunk in line.chunks:
-            chunk_end = index + chunk.size
-            if chunk_end > start and index < end:
-                lo, hi = max(index, start), min(chunk_end, end)
-                out[lo - start:hi - start] += chunk[lo - index:hi - index]
-            if chunk_end >= end:
-                break
-            index = chunk_end
-
-    @staticmethod
-    def _trim(line: _Timeline, upto: int) -> None:
-        while line.chunks and line.head + line.chunks[0].size <= upto:
-            line.head += line.chunks.popleft().size
 
     def close(self) -> None:
         self._owner._close_reader(self)
@@ -252,32 +253,40 @@ class _ReferenceReader:
 class PlaybackReference:
     """What the SDK's speakers play, for the echo cancellers (thread-safe).
 
-    Speakers :meth:`write` the 48 kHz samples they hand their device; a microphone with echo cancellation
-    opens a reader and reads as much as it captures.  Nothing is kept while no reader is open, and each
-    reader keeps at most ``max_seconds`` per speaker.
+    Speakers :meth:`write` the 48 kHz samples they hand their device, as they hand them over; a
+    microphone with echo cancellation opens a reader and reads as much as it captures.  Nothing is kept
+    while no reader is open, and each reader keeps at most ``max_seconds`` per speaker.
     """
 
     def __init__(self, max_seconds: float = 0.5) -> None:
         self._lock = threading.Lock()
         self._readers: List[_ReferenceReader] = []
+        self._timelines: Dict[int, _Anchored] = {}
         self._max = int(max_seconds * SAMPLE_RATE)
 
     @property
     def active(self) -> bool:
         return bool(self._readers)
 
-    def write(self, key: int, samples: np.ndarray) -> None:
-        """Speaker ``key`` (any stable int, e.g. ``id(sink)``) is playing ``samples`` (int16, 48 kHz) now."""
+    def write(self, key: int, samples: np.ndarray, *, gap: bool = False, now: Optional[int] = None) -> None:
+        """Speaker ``key`` (any stable int, e.g. ``id(sink)``) has just handed ``samples`` (int16, 48 kHz) to
+        its device; ``gap``: the device reported an underflow (it ran dry) before them."""
         if not self._readers:
             return
-        samples = np.asarray(samples, dtype=np.int16)
+        samples = np.asarray(samples, dtype=np.int16).reshape(-1)
+        now = _now_tick() if now is None else now
         with self._lock:
+            timeline = self._timelines.get(key)
+            if timeline is None:
+                timeline = self._timelines[key] = _Anchored()
+            start = timeline.place(samples.size, now, gap)
             for reader in self._readers:
-                reader._push(key, samples)
+                reader._push(key, start, samples)
 
     def remove(self, key: int) -> None:
         """Speaker ``key`` stopped (closed, or switched away from)."""
         with self._lock:
+            self._timelines.pop(key, None)
             for reader in self._readers:
                 reader._forget(key)
 

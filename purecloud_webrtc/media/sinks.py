@@ -618,6 +618,7 @@ class SpeakerSink(AudioSink):
             self.rate = int(round(self.device.default_sample_rate))
         self._converter = FrameConverter(channels=1, rate=self.rate)
         self._reference_converter = FrameConverter(channels=1, rate=SAMPLE_RATE)
+        self._most_free = 0  # the device buffer's free space when empty (learnt): how a run dry is seen
         self._closed = False
         #: Frames dropped so far to keep the delay low.
         self.trimmed = 0
@@ -687,10 +688,20 @@ class SpeakerSink(AudioSink):
             self.trimmed += trimmed
             logger.debug("speaker %r: dropped %d stale queued frames to keep the delay low", self.device.name, trimmed)
         data, reference = item
-        if reference is not None:
-            # What the device is given now is what the microphones' echo cancellers must expect back.
-            playback_reference.write(id(self), reference)
+        if reference is None:
+            self._stream.write(data, exception_on_underflow=False)
+            return
+        # What the device is given now is what the microphones' echo cancellers must expect back.  A
+        # device whose buffer is all free before this write has run dry (a gap in what it played).
+        # (pyaudio can raise on an underflow, but it closes the stream when it does.)
+        try:
+            free = int(self._stream.get_write_available())
+        except Exception:  # a stream that cannot tell: no gap detection
+            free = -1
+        ran_dry = self._most_free > 0 and free >= self._most_free
+        self._most_free = max(self._most_free, free)
         self._stream.write(data, exception_on_underflow=False)
+        playback_reference.write(id(self), reference, gap=ran_dry)
 
     def _close_stream(self) -> None:
         playback_reference.remove(id(self))

@@ -639,6 +639,10 @@ class TrackSource(AudioSource):
         return f"<TrackSource {self.track!r}{' closed' if self.closed else ''}>"
 
 
+#: PortAudio's paInputOverflow status flag: input was lost before this chunk
+_PA_INPUT_OVERFLOW = 0x2
+
+
 class _MicrophoneTrack(MediaStreamTrack):
     """One call's view of a :class:`MicrophoneSource`.
 
@@ -841,7 +845,9 @@ class MicrophoneSource(AudioSource):
                         reference = self._reference
                     # The speakers' audio of this moment, read in step with the capture (one reader per
                     # device, shared by its calls).
-                    far = reference.read(samples.size) if reference is not None else None
+                    far = None
+                    if reference is not None:
+                        far = reference.read(samples.size, gap=bool(status & _PA_INPUT_OVERFLOW))
                     for track in subscribers:
                         track.feed_threadsafe(samples, far)
         except Exception:

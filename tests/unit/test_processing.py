@@ -54,29 +54,39 @@ def test_sdk_mic_options(make_sdk_offline: object = None) -> None:
         sdk.close()
 
 
-def test_reference_keeps_nothing_without_a_reader_and_keeps_its_alignment() -> None:
+def test_reference_follows_the_devices_clocks_not_the_threads() -> None:
     ref = PlaybackReference(max_seconds=0.1)
-    ref.write(1, np.full(960, 100, dtype=np.int16))  # nobody reads: dropped
+    ref.write(1, np.full(960, 100, dtype=np.int16), now=0)  # nobody reads: dropped
     reader = ref.open_reader()
-    assert np.all(reader.read(480) == 0)
-    stream = np.arange(4800, dtype=np.int16)  # each sample is its index in the speaker's stream
-    ref.write(1, stream[:960])
-    assert list(reader.read(480)[[0, -1]]) == [0, 479]  # anchored 20 ms behind the writes
-    assert list(reader.read(480)[[0, -1]]) == [480, 959]
-    assert np.all(reader.read(480) == 0)  # the speaker's thread is late: zeros where its audio was due ...
-    ref.write(1, stream[960:1920])
-    assert list(reader.read(480)[[0, -1]]) == [1440, 1919]  # ... and what follows is not shifted
+    stream = np.arange(9600, dtype=np.int16)  # each sample is its index in the speaker's stream
+    t = 1_000_000  # the clock, in 48 kHz samples
+    # The speaker hands over 40 ms at once (its device buffer fills), then 20 ms at a time as it drains.
+    ref.write(1, stream[:1920], now=t)
+    assert list(reader.read(960, now=t + 960)[[0, -1]]) == [0, 959]  # captured over [t, t + 960)
+    ref.write(1, stream[1920:2880], now=t + 1000)
+    assert list(reader.read(960, now=t + 1920)[[0, -1]]) == [960, 1919]
+    # A busy machine: the speaker's thread hands over 20 ms late, but its device had enough buffered
+    # (no underflow): the samples stay where the device plays them, nothing shifts.
+    ref.write(1, stream[2880:3840], now=t + 2960)
+    # The microphone's callback is late too, and delivers two chunks at once: still back to back.
+    assert list(reader.read(960, now=t + 3300)[[0, -1]]) == [1920, 2879]
+    assert list(reader.read(960, now=t + 3301)[[0, -1]]) == [2880, 3839]
     assert reader.realigned == 0
-    # A second speaker is mixed in, anchored when first read.
-    ref.write(2, np.full(960, 1000, dtype=np.int16))
-    ref.write(1, stream[1920:2880])
-    mixed = reader.read(960)
-    assert list(mixed[[0, -1]]) == [1920 + 1000, 2879 + 1000]
-    for _ in range(50):  # a speaker that plays while the microphone does not read: bounded
-        ref.write(1, np.full(960, 7, dtype=np.int16))
-    line = reader._lines[1]
-    assert line.written - line.head <= int(0.1 * RATE)
-    assert list(reader.read(960)[[0, -1]]) == [7, 7] and reader.realigned == 1  # drifted apart: anchored again
+    # The speaker's device ran dry (an underflow reported): its next samples start when handed over.
+    ref.write(1, stream[3840:4800], gap=True, now=t + 4800)
+    assert np.all(reader.read(960, now=t + 4800) == 0)  # [3840, 4800): the device played silence
+    assert list(reader.read(960, now=t + 5760)[[0, -1]]) == [3840, 4799]
+    # A second speaker is mixed in where it plays.
+    ref.write(2, np.full(960, 1000, dtype=np.int16), now=t + 5760)
+    ref.write(1, stream[4800:5760], now=t + 5760)
+    mixed = reader.read(960, now=t + 6720)
+    assert list(mixed[[0, -1]]) == [4800 + 1000, 5759 + 1000]
+    # The microphone lost input (an overflow): its chunk is placed at the clock again.
+    ref.write(1, stream[5760:6720], now=t + 6720)
+    assert list(reader.read(480, gap=True, now=t + 7680 + 480)[[0, -1]]) == [0, 0] and reader.realigned == 1
+    for k in range(50):  # a speaker that plays while the microphone does not read: bounded
+        ref.write(1, np.full(960, 7, dtype=np.int16), now=t + 8000 + 960 * k)
+    assert sum(chunk.size for _, chunk in reader._lines[1]) <= int(0.1 * RATE) + 960
     ref.remove(1)
     ref.remove(2)
     assert np.all(reader.read(960) == 0)
