@@ -170,25 +170,33 @@ def _now_tick() -> int:
 
 
 class _Anchored:
-    """A device's samples on the monotonic clock: back to back from an anchor, anchored again on a gap.
+    """A device's samples on the monotonic clock: back to back, except where the device had a gap.
 
     A device plays (or captures) its samples back to back at its own pace, whenever the thread that
-    hands them over happens to run; only a gap the device reports (an output underflow, an input
-    overflow) or a drift of over ``MAX_DRIFT`` from the clock moves the timeline.  So a busy machine
-    that delays a thread does not shift the alignment the echo canceller has converged on.
+    hands them over happens to run, so a delayed thread does not move them.  What does: a gap the device
+    shows, and what is physically impossible.  Samples handed to a speaker at ``now`` cannot play before
+    ``now`` (if back to back would put them earlier, the device ran dry meanwhile); samples a microphone
+    delivers at ``now`` cannot have been captured after it.  A drift of over ``MAX_DRIFT`` anchors again.
     """
 
     MAX_DRIFT = SAMPLE_RATE // 2  # 0.5 s
 
-    __slots__ = ("end",)
+    __slots__ = ("end", "playback")
 
-    def __init__(self) -> None:
+    def __init__(self, playback: bool) -> None:
         self.end: Optional[int] = None  # the clock tick after the last sample
+        self.playback = playback
 
     def place(self, n: int, now: int, gap: bool) -> int:
-        """The tick of the first of ``n`` samples handed over at ``now`` (after a reported gap: ``now``)."""
+        """The tick of the first of ``n`` samples: played from ``now`` on (a speaker), or captured by
+        ``now`` (a microphone: ``now`` is then the earliest the chunk can have started)."""
         end = self.end
-        start = end if end is not None and not gap and abs(end - now) <= self.MAX_DRIFT else now
+        if end is None or gap or abs(end - now) > self.MAX_DRIFT:
+            start = now
+        elif self.playback:
+            start = max(end, now)
+        else:
+            start = min(end, now)
         self.end = start + n
         return start
 
@@ -206,7 +214,7 @@ class _ReferenceReader:
         self._owner = owner
         self._max = max_samples
         self._lines: Dict[int, Deque[Tuple[int, np.ndarray]]] = {}
-        self._capture = _Anchored()
+        self._capture = _Anchored(playback=False)
         self.received = 0  # samples pushed, all speakers
         self.realigned = 0  # capture gaps (input overflows, drift) after the first chunk
 
@@ -278,7 +286,7 @@ class PlaybackReference:
         with self._lock:
             timeline = self._timelines.get(key)
             if timeline is None:
-                timeline = self._timelines[key] = _Anchored()
+                timeline = self._timelines[key] = _Anchored(playback=True)
             start = timeline.place(samples.size, now, gap)
             for reader in self._readers:
                 reader._push(key, start, samples)

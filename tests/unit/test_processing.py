@@ -65,13 +65,20 @@ def test_reference_follows_the_devices_clocks_not_the_threads() -> None:
     assert list(reader.read(960, now=t + 960)[[0, -1]]) == [0, 959]  # captured over [t, t + 960)
     ref.write(1, stream[1920:2880], now=t + 1000)
     assert list(reader.read(960, now=t + 1920)[[0, -1]]) == [960, 1919]
-    # A busy machine: the speaker's thread hands over 20 ms late, but its device had enough buffered
-    # (no underflow): the samples stay where the device plays them, nothing shifts.
-    ref.write(1, stream[2880:3840], now=t + 2960)
-    # The microphone's callback is late too, and delivers two chunks at once: still back to back.
+    # A busy machine: the speaker's thread hands over 18 ms late, but its device still had audio
+    # buffered: the samples stay where the device plays them, nothing shifts.
+    ref.write(1, stream[2880:3840], now=t + 2800)
+    # The microphone's callback is late too (the chunk of [1920, 2880) comes 9 ms late, the next one on
+    # time): still back to back.
     assert list(reader.read(960, now=t + 3300)[[0, -1]]) == [1920, 2879]
-    assert list(reader.read(960, now=t + 3301)[[0, -1]]) == [2880, 3839]
+    assert list(reader.read(960, now=t + 3840)[[0, -1]]) == [2880, 3839]
     assert reader.realigned == 0
+    # What is physically impossible is corrected: samples handed over at a time cannot play before it (the
+    # device ran dry in between), and a chunk cannot have been captured after it was delivered.
+    ref.write(3, np.full(960, 5, dtype=np.int16), now=t)
+    ref.write(3, np.full(960, 9, dtype=np.int16), now=t + 3840)  # back to back would be t + 960: played later
+    assert reader._lines[3][-1][0] == t + 3840
+    ref.remove(3)
     # The speaker's device ran dry (an underflow reported): its next samples start when handed over.
     ref.write(1, stream[3840:4800], gap=True, now=t + 4800)
     assert np.all(reader.read(960, now=t + 4800) == 0)  # [3840, 4800): the device played silence
