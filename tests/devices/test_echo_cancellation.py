@@ -120,9 +120,11 @@ def test_echo_is_cancelled_and_the_near_end_passes(pulse_server: PulseServer, em
     assert plain["echo@4"] - cancelled["echo@2"] >= 25, report
     assert plain["echo@4"] - cancelled["echo@4"] >= 25, report
     # The near-end talker alone reaches the far end within 3 dB of its level without the stage,
-    # and still passes while both talk (double talk).
+    # and still passes while both talk (double talk): AEC3 attenuates the near end somewhat while it is
+    # unsure (1.5 dB on a quiet machine, up to 8 dB under a CPU hog with the whole suite running), and
+    # it stays far above what is left of the echo.
     assert abs(cancelled["near_alone"] - plain["near_alone"]) <= 3, report
-    assert cancelled["double_near"] >= plain["double_near"] - 6, report
+    assert cancelled["double_near"] >= plain["double_near"] - 10, report
     assert cancelled["double_near"] - cancelled["double_echo"] >= 15, report
     stats = cancelled["stats"].audio_processing
     assert stats is not None and stats.echo_cancellation and not stats.noise_suppression, report
