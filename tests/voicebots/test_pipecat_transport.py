@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Awaitable, Callable, List, Optional
 
 import numpy as np
 import pytest
@@ -133,80 +133,78 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_the_pipeline_hears_the_far_end_and_the_far_end_hears_the_pipeline(emulator: Any) -> None:
+def run_bot(emulator: Any, body: Callable[["Bot"], Awaitable[None]], *,
+            before_start: Optional[Callable[["Bot"], None]] = None, **options: Any) -> None:
+    """Answer one call with a bot (``options`` for :class:`Bot`), run ``body(bot)``, stop the bot."""
     async def main() -> None:
         async with _sdk(emulator) as sdk:
             await sdk.initialize()
-            bot = Bot(sdk, emulator, tone=440.0)
+            bot = Bot(sdk, emulator, **options)
+            if before_start is not None:
+                before_start(bot)
             await bot.start()
             try:
-                await bot.heard_tone(440.0)
-                assert bot.recorder.rates == {RATE}
-                # Audio frames at the pipeline's rate, 20 ms each.
-                assert {len(a) for a in bot.recorder.audio[5:50]} == {int(RATE * 0.02) * 2}
-                for frame in tone_frames(660.0, 3.0):
-                    await bot.task.queue_frame(frame)
-                await until(lambda: abs(bot.call.heard_frequency(0.5) - 660.0) < 5, 15, "660 Hz at the far end")
-                # Paced: the SDK never holds more than the bound, however fast the bot produced.
-                peak = 0.0
-                for _ in range(40):
-                    peak = max(peak, bot.transport.source.buffered_seconds)
-                    await asyncio.sleep(0.02)
-                assert peak <= 0.1, peak
+                await body(bot)
             finally:
                 await bot.stop()
 
     run(main())
+
+
+def test_the_pipeline_hears_the_far_end_and_the_far_end_hears_the_pipeline(emulator: Any) -> None:
+    async def body(bot: Bot) -> None:
+        await bot.heard_tone(440.0)
+        assert bot.recorder.rates == {RATE}
+        # Audio frames at the pipeline's rate, 20 ms each.
+        assert {len(a) for a in bot.recorder.audio[5:50]} == {int(RATE * 0.02) * 2}
+        for frame in tone_frames(660.0, 3.0):
+            await bot.task.queue_frame(frame)
+        await until(lambda: abs(bot.call.heard_frequency(0.5) - 660.0) < 5, 15, "660 Hz at the far end")
+        # Paced: the SDK never holds more than the bound, however fast the bot produced.
+        peak = 0.0
+        for _ in range(40):
+            peak = max(peak, bot.transport.source.buffered_seconds)
+            await asyncio.sleep(0.02)
+        assert peak <= 0.1, peak
+
+    run_bot(emulator, body, tone=440.0)
 
 
 def test_dtmf_both_ways(emulator: Any) -> None:
-    async def main() -> None:
-        async with _sdk(emulator) as sdk:
-            await sdk.initialize()
-            bot = Bot(sdk, emulator, tone=440.0)
-            await bot.start()
-            try:
-                await bot.heard_tone(440.0)
-                await asyncio.to_thread(bot.call.send_dtmf, "12#")  # in-band tones
-                await until(lambda: len(bot.recorder.digits) >= 3, 10, "three DTMF frames")
-                assert bot.recorder.digits == ["1", "2", "#"]
-                await asyncio.to_thread(bot.call.send_dtmf, "*0", method="rfc4733")  # telephone-events
-                await until(lambda: len(bot.recorder.digits) >= 5, 10, "two more DTMF frames")
-                assert bot.recorder.digits == ["1", "2", "#", "*", "0"]
-                await bot.task.queue_frame(OutputDTMFUrgentFrame(buttons=[KeypadEntry.FIVE, KeypadEntry.NINE]))
-                await until(lambda: "".join(bot.call.rfc4733_digits) == "59" or bot.call.heard_dtmf() == "59", 10,
-                            "the pipeline's digits at the far end")
-            finally:
-                await bot.stop()
+    async def body(bot: Bot) -> None:
+        await bot.heard_tone(440.0)
+        await asyncio.to_thread(bot.call.send_dtmf, "12#")  # in-band tones
+        await until(lambda: len(bot.recorder.digits) >= 3, 10, "three DTMF frames")
+        assert bot.recorder.digits == ["1", "2", "#"]
+        await asyncio.to_thread(bot.call.send_dtmf, "*0", method="rfc4733")  # telephone-events
+        await until(lambda: len(bot.recorder.digits) >= 5, 10, "two more DTMF frames")
+        assert bot.recorder.digits == ["1", "2", "#", "*", "0"]
+        await bot.task.queue_frame(OutputDTMFUrgentFrame(buttons=[KeypadEntry.FIVE, KeypadEntry.NINE]))
+        await until(lambda: "".join(bot.call.rfc4733_digits) == "59" or bot.call.heard_dtmf() == "59", 10,
+                    "the pipeline's digits at the far end")
 
-    run(main())
+    run_bot(emulator, body, tone=440.0)
 
 
 def test_the_caller_speaking_reaches_the_pipeline_as_voice_activity(emulator: Any) -> None:
-    async def main() -> None:
-        async with _sdk(emulator) as sdk:
-            await sdk.initialize()
-            bot = Bot(sdk, emulator, tone=440.0)
-            changes: List[bool] = []
+    changes: List[bool] = []
 
-            @bot.transport.event_handler("on_voice_activity")
-            async def on_voice(transport: Any, speaking: bool) -> None:
-                changes.append(speaking)
+    def listen(bot: Bot) -> None:
+        @bot.transport.event_handler("on_voice_activity")
+        async def on_voice(transport: Any, speaking: bool) -> None:
+            changes.append(speaking)
 
-            await bot.start()
-            try:
-                bot.call.set_tone(amplitude=0.0)
-                await until(lambda: len(bot.recorder.audio) > 50, 10, "audio in the pipeline")
-                changes.clear()  # the tone it answered with, heard before it was turned off
-                bot.call.set_tone(amplitude=0.3)
-                await until(lambda: changes[-1:] == [True], 5, "the caller speaking")
-                bot.call.set_tone(amplitude=0.0)
-                await until(lambda: changes[-1:] == [False], 5, "the caller quiet")
-                assert changes == [True, False]
-            finally:
-                await bot.stop()
+    async def body(bot: Bot) -> None:
+        bot.call.set_tone(amplitude=0.0)
+        await until(lambda: len(bot.recorder.audio) > 50, 10, "audio in the pipeline")
+        changes.clear()  # the tone it answered with, heard before it was turned off
+        bot.call.set_tone(amplitude=0.3)
+        await until(lambda: changes[-1:] == [True], 5, "the caller speaking")
+        bot.call.set_tone(amplitude=0.0)
+        await until(lambda: changes[-1:] == [False], 5, "the caller quiet")
+        assert changes == [True, False]
 
-    run(main())
+    run_bot(emulator, body, before_start=listen, tone=440.0)
 
 
 def test_a_bot_places_a_call_mutes_and_hangs_up(emulator: Any) -> None:
@@ -288,39 +286,32 @@ def test_barge_in_stops_the_queued_bot_audio_within_100_ms(emulator: Any, tmp_pa
     without that drop the bot would go on for 200 ms or more."""
     import wave
 
-    async def main() -> None:
-        async with _sdk(emulator) as sdk:
-            await sdk.initialize()
-            bot = Bot(sdk, emulator, tone=440.0, max_output_ahead=0.2)
-            await bot.start()
-            try:
-                await bot.heard_tone(440.0)
-                path = tmp_path / "call.wav"
-                before = time.monotonic()
-                await bot.transport.session.start_recording(str(path))
-                recording_started = (before + time.monotonic()) / 2
-                for frame in tone_frames(660.0, 6.0):
-                    await bot.task.queue_frame(frame)
-                await until(lambda: abs(bot.call.heard_frequency(0.3) - 660.0) < 5, 15, "the bot at the far end")
-                await asyncio.sleep(0.6)  # the bot is well into its 6 s
-                interrupted = time.monotonic()
-                await bot.task.queue_frame(InterruptionFrame())
-                await asyncio.sleep(0.5)
-                await bot.transport.session.stop_recording()
-                with wave.open(str(path)) as wav:
-                    sent = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)[:, 0]
-                at = int((interrupted - recording_started) * 48000)
-                loud = _loud_blocks(sent[at:])
-                went_on = (loud[-1] + 1) * 0.01 if loud.size else 0.0
-                print(f"barge-in: the bot's audio stopped being sent {went_on * 1000:.0f} ms after the interruption")
-                assert _loud_blocks(sent[at - 24000:at]).size > 40, "the bot was not talking before"
-                assert went_on <= 0.1, f"the bot's audio was sent for {went_on * 1000:.0f} ms after the interruption"
-                # And the far end hears it stop: the bot's tone is gone from what it receives.
-                await until(lambda: abs(bot.call.heard_frequency(0.3) - 660.0) > 20, 2, "the far end to hear the bot stop")
-            finally:
-                await bot.stop()
+    async def body(bot: Bot) -> None:
+        await bot.heard_tone(440.0)
+        path = tmp_path / "call.wav"
+        before = time.monotonic()
+        await bot.transport.session.start_recording(str(path))
+        recording_started = (before + time.monotonic()) / 2
+        for frame in tone_frames(660.0, 6.0):
+            await bot.task.queue_frame(frame)
+        await until(lambda: abs(bot.call.heard_frequency(0.3) - 660.0) < 5, 15, "the bot at the far end")
+        await asyncio.sleep(0.6)  # the bot is well into its 6 s
+        interrupted = time.monotonic()
+        await bot.task.queue_frame(InterruptionFrame())
+        await asyncio.sleep(0.5)
+        await bot.transport.session.stop_recording()
+        with wave.open(str(path)) as wav:
+            sent = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)[:, 0]
+        at = int((interrupted - recording_started) * 48000)
+        loud = _loud_blocks(sent[at:])
+        went_on = (loud[-1] + 1) * 0.01 if loud.size else 0.0
+        print(f"barge-in: the bot's audio stopped being sent {went_on * 1000:.0f} ms after the interruption")
+        assert _loud_blocks(sent[at - 24000:at]).size > 40, "the bot was not talking before"
+        assert went_on <= 0.1, f"the bot's audio was sent for {went_on * 1000:.0f} ms after the interruption"
+        # And the far end hears it stop: the bot's tone is gone from what it receives.
+        await until(lambda: abs(bot.call.heard_frequency(0.3) - 660.0) > 20, 2, "the far end to hear the bot stop")
 
-    run(main())
+    run_bot(emulator, body, tone=440.0, max_output_ahead=0.2)
 
 
 def test_four_calls_four_pipelines_each_hears_its_own_tone(emulator: Any) -> None:
